@@ -1,0 +1,15 @@
+"""cnncli: check, train and inspect convolutional networks written as YAML.
+
+The spec API (no numba needed):
+
+    from cnncli import load_spec
+    spec = load_spec("architectures/resnet-50.yaml")
+    spec.total_params, spec.total_macs, [(n.name, n.shape) for n in spec.nodes]
+"""
+
+__version__ = "0.1.0"
+
+from .errors import UserError  # noqa: E402
+from .spec import Spec, load as load_spec, loads as parse_spec  # noqa: E402
+
+__all__ = ["Spec", "UserError", "__version__", "load_spec", "parse_spec"]

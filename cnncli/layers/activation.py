@@ -1,0 +1,58 @@
+"""Element-wise activations, softmax and dropout: shape-preserving, parameter-free."""
+
+from __future__ import annotations
+
+from .base import Inferred, LayerKind, Param
+
+
+class _ShapeKeeping(LayerKind):
+    family = "activation"
+
+    def infer(self, p, inputs):
+        return Inferred(shape=inputs[0])
+
+
+class ReLU(_ShapeKeeping):
+    name, summary, example = "relu", "max(0, x)", "relu"
+
+
+class ReLU6(_ShapeKeeping):
+    name, summary, example = "relu6", "min(max(0, x), 6), as in MobileNet v2", "relu6"
+
+
+class LeakyReLU(_ShapeKeeping):
+    name, summary, example = "lrelu", "x if x > 0 else slope * x", "lrelu 0.1"
+    aliases = ("leakyrelu", "leaky_relu")
+    params = (Param("slope", "float", 0.01, "slope for negative inputs", positional=True),)
+
+
+class ELU(_ShapeKeeping):
+    name, summary, example = "elu", "x if x > 0 else alpha * (exp(x) - 1)", "elu alpha=1.0"
+    params = (Param("alpha", "float", 1.0, "saturation value for negative inputs", positional=True),)
+
+
+class Sigmoid(_ShapeKeeping):
+    name, summary, example = "sigmoid", "1 / (1 + exp(-x))", "sigmoid"
+
+
+class Tanh(_ShapeKeeping):
+    name, summary, example = "tanh", "hyperbolic tangent", "tanh"
+
+
+class Softmax(_ShapeKeeping):
+    name, summary, example = "softmax", "exp(x) / sum(exp(x)) over channels; before a loss it is folded into it", "softmax"
+
+
+class Dropout(_ShapeKeeping):
+    name, summary, example = "dropout", "zeroes a fraction of activations in training, scaling the rest (inverted)", "dropout 0.5"
+    params = (Param("rate", "float", 0.5, "fraction of activations dropped", positional=True,
+                    minimum=0.0, maximum=0.999),)
+
+
+class Identity(_ShapeKeeping):
+    name, summary, example = "id", "passes its input on unchanged: the identity branch of a residual sum", "add(conv k=64 f=3 p=1 | id)"
+    aliases = ("identity",)
+    passthrough = True
+
+
+KINDS = (ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Dropout, Identity)

@@ -1,0 +1,63 @@
+"""Sliding-window arithmetic shared by convolution and pooling: output size, padding, dropped pixels."""
+
+from __future__ import annotations
+
+from ..errors import LayerError
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow/Keras 'same': output = ceil(size / stride); the odd pixel of padding goes last."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def slide(
+    axis: str, size: int, kernel: int, stride: int, pad: tuple[int, int], ceil: bool = False, kernel_note: str = ""
+) -> tuple[int, str | None]:
+    """Output length along one axis, PyTorch's rules; returns (length, warning about dropped input).
+
+    `axis` is "H" or "W"; `kernel` is the effective kernel (dilation applied).
+    """
+    lo, hi = pad
+    span = size + lo + hi - kernel
+    formula = _formula(axis, size, kernel, stride, lo, hi)
+    if span < 0:
+        out = span // stride + 1
+        fix_pad = -(-(kernel - size) // 2)
+        rounded = "" if span % stride == 0 else ", rounded down"
+        raise LayerError(
+            f"output {axis} collapses to {out}: {formula} = {_frac(span, stride)}{rounded}{kernel_note}",
+            f"the {kernel}-wide window does not fit the {size}-pixel input: use a kernel of at most "
+            f"{size + lo + hi}, or pad with p={fix_pad} or more, or downsample less before this layer",
+        )
+    if ceil:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + lo:  # PyTorch: the last window must start inside the input
+            out -= 1
+        return out, None
+    out = span // stride + 1
+    leftover = span % stride
+    dropped = leftover - hi  # the uncovered tail, less the part that is only padding
+    if dropped > 0:
+        rows = "row" if axis == "H" else "column"
+        return out, (
+            f"{dropped} input {rows}{'s' if dropped > 1 else ''} at the "
+            f"{'bottom' if axis == 'H' else 'right'} never reach{'es' if dropped == 1 else ''} a window: "
+            f"{formula} = {_frac(span, stride)} floors to {out}"
+        )
+    return out, None
+
+
+def _formula(axis: str, size: int, kernel: int, stride: int, lo: int, hi: int) -> str:
+    pad = f"2*{lo}" if lo == hi else f"{lo} + {hi}"
+    return f"({axis}={size} - {kernel} + {pad})/{stride} + 1"
+
+
+def _frac(span: int, stride: int) -> str:
+    value = span / stride + 1
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def effective(kernel: int, dilation: int) -> int:
+    return dilation * (kernel - 1) + 1

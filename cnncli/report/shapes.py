@@ -1,0 +1,94 @@
+"""The `cnn shapes` table: one row per layer in execution order, branches drawn as a tree."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..spec import Fork, Identity, Node, Spec
+from ..layers.base import describe_shape
+from . import human, human_bytes
+
+
+def _rf(node: Node) -> str:
+    size = str(node.rf[0]) if node.rf[0] == node.rf[1] else f"{node.rf[0]}x{node.rf[1]}"
+    jump = str(node.jump[0]) if node.jump[0] == node.jump[1] else f"{node.jump[0]}x{node.jump[1]}"
+    return f"{size} /{jump}"
+
+
+def _rows(items, prefix: str, rows: list) -> None:
+    for item in items:
+        if isinstance(item, Identity):
+            continue
+        if isinstance(item, Node):
+            rows.append((prefix, item, None))
+            continue
+        merge = item.node
+        what = "sum" if merge.kind.name == "add" else "channel concatenation"
+        rows.append((prefix + "┌ ", None, f"{merge.name}: {what} of {len(item.branches)} branches"))
+        for i, branch in enumerate(item.branches):
+            only_id = all(isinstance(x, Identity) for x in branch)
+            label = f"branch {i + 1}" + (": identity" if only_id else "")
+            rows.append((prefix + "├ ", None, label))
+            _rows(branch, prefix + "│   ", rows)
+        rows.append((prefix + "└ ", merge, None))
+
+
+def table(spec: Spec, ascii_only: bool = False) -> Table:
+    t = Table(box=box.ASCII2 if ascii_only else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+              title=f"{spec.name}  ({spec.file})", title_justify="left")
+    t.add_column("layer", no_wrap=True)
+    t.add_column("as written", overflow="fold", max_width=48)
+    t.add_column("output", justify="right", no_wrap=True)
+    t.add_column("params", justify="right", no_wrap=True)
+    t.add_column("MACs", justify="right", no_wrap=True)
+    t.add_column("RF /jump", justify="right", no_wrap=True)
+    t.add_row("input", "", describe_shape(spec.input), "", "", "1 /1", style="dim")
+    rows: list = []
+    _rows(spec.tree, "", rows)
+    for prefix, node, label in rows:
+        if node is None:
+            t.add_row(Text(prefix + label, style="cyan"), "", "", "", "", "")
+            continue
+        text = node.text if not node.kind.is_merge else node.kind.name
+        t.add_row(
+            prefix + node.name,
+            text,
+            describe_shape(node.shape),
+            f"{node.info.params:,}" if node.info.params else "-",
+            human(node.info.macs) if node.info.macs else "-",
+            _rf(node),
+        )
+    return t
+
+
+def totals(spec: Spec, batch: int) -> list[str]:
+    mem = spec.memory(batch)
+    opt = (spec.train.get("optimizer") or {"name": "adam"})["name"]
+    target = f" (classes: {spec.classes})" if spec.classes else f" (output: {spec.output})" if spec.output else ""
+    lines = [
+        f"input {describe_shape(spec.input)} -> output {describe_shape(spec.output_shape)}{target}",
+        f"parameters: {spec.total_params:,} (trainable {spec.trainable_params:,}, non-trainable "
+        f"{spec.total_params - spec.trainable_params:,}), counted as PyTorch does",
+    ]
+    if spec.buffers:
+        lines.append(f"buffers: {spec.buffers:,} (BN running mean/var; Keras lists them as non-trainable parameters)")
+    lines += [
+        f"MACs: {spec.total_macs:,} per sample ({human(spec.total_macs)}); FLOPs = 2 x MACs = {human(2 * spec.total_macs)}"
+        " (conv and fc multiply-adds; bias and element-wise layers not counted)",
+        f"activations: {spec.activations_per_sample:,} values = {human_bytes(spec.activations_per_sample * 4)} per sample (float32)",
+        f"training step at batch {batch} ({opt}, float32): weights {human_bytes(mem['weights'])} + gradients "
+        f"{human_bytes(mem['gradients'])} + optimizer state {human_bytes(mem['optimizer_state'])}"
+        + (f" + buffers {human_bytes(mem['buffers'])}" if mem["buffers"] else "")
+        + f" + activations and their gradients {human_bytes(mem['activations'])} = {human_bytes(mem['total'])}",
+    ]
+    return lines
+
+
+def show(spec: Spec, out: Console, batch: int) -> None:
+    out.print(table(spec, ascii_only=not out.is_terminal))
+    out.print()
+    for line in totals(spec, batch):
+        out.print(line, markup=False)
