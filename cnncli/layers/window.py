@@ -38,7 +38,9 @@ def slide(
         return out, None
     out = span // stride + 1
     leftover = span % stride
-    dropped = leftover - hi  # the uncovered tail, less the part that is only padding
+    # The uncovered tail, less the part that is only padding, less the gap a kernel smaller than its
+    # stride leaves between every two windows anyway (a 1x1 stride-2 shortcut skips every other row).
+    dropped = leftover - hi - max(stride - kernel, 0)
     if dropped > 0:
         rows = "row" if axis == "H" else "column"
         return out, (

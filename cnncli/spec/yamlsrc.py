@@ -94,7 +94,7 @@ def load(text: str, file: str) -> Node:
 def _yaml_hint(problem: str) -> str:
     if "mapping values" in problem:
         return "a ':' inside a value needs quotes, or the line is indented wrongly"
-    if "tab" in problem:
+    if "tab" in problem or "'\\t'" in problem:
         return "YAML indents with spaces, not tabs"
     if "could not find expected ':'" in problem or "simple key" in problem:
         return "each setting is `key: value` on its own line"
@@ -107,8 +107,13 @@ def _where(node: yaml.Node, file: str) -> Where:
     return Where(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str, buffer: str) -> Node:
     where = _where(node, file)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+        raise UserError(f"YAML tag {node.tag} is not allowed in a spec", "remove the tag (the part after '!!')", where)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Node] = {}
         for key_node, value_node in node.value:

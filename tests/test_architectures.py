@@ -1,0 +1,68 @@
+"""Every ready-made architecture loads, has no warnings, and matches its published totals."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.spec import load
+
+from .helpers import ARCHITECTURES
+
+# Parameters as PyTorch counts them (torchvision's model pages); MACs as torchvision's "GFLOPS"
+# column (which counts multiply-adds of conv and linear layers).
+PUBLISHED = {
+    "fashion-tutorial": (29_034, None),
+    "lenet-5": (61_706, None),
+    "alexnet": (61_100_840, 0.71e9),
+    "zfnet": (62_357_608, None),
+    "vgg-11": (132_863_336, 7.61e9),
+    "vgg-16": (138_357_544, 15.47e9),
+    "vgg-19": (143_667_240, 19.63e9),
+    "googlenet": (6_624_904, 1.50e9),
+    "resnet-18": (11_689_512, 1.81e9),
+    "resnet-34": (21_797_672, 3.66e9),
+    "resnet-50": (25_557_032, 4.09e9),
+    "resnet-20-cifar": (269_722, None),
+    "densenet-121": (7_978_856, 2.83e9),
+    "mobilenet-v1": (4_231_976, 0.569e9),  # Keras' trainable count; MACs from the paper (569M)
+    "mobilenet-v2": (3_504_872, 0.30e9),
+}
+
+
+def test_every_file_is_covered():
+    assert sorted(p.stem for p in ARCHITECTURES.glob("*.yaml")) == sorted(PUBLISHED)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_totals(name):
+    spec = load(ARCHITECTURES / f"{name}.yaml", strict=True)
+    params, macs = PUBLISHED[name]
+    assert spec.total_params == params
+    if macs is not None:
+        assert spec.total_macs == pytest.approx(macs, rel=0.006)
+    assert spec.warnings == []
+    text = (ARCHITECTURES / f"{name}.yaml").read_text()
+    assert text.startswith("#"), "each file names its source in a leading comment"
+
+
+def test_mobilenet_v1_non_trainable_matches_keras():
+    assert load(ARCHITECTURES / "mobilenet-v1.yaml").buffers == 21_888
+
+
+def test_zfnet_map_sizes_follow_the_paper():
+    spec = load(ARCHITECTURES / "zfnet.yaml")
+    sizes = [n.shape[1] for n in spec.nodes if n.kind.name in ("conv", "pool")]
+    assert sizes == [110, 55, 26, 13, 13, 13, 13, 6]
+
+
+def test_resnet_50_stage_shapes():
+    spec = load(ARCHITECTURES / "resnet-50.yaml")
+    adds = [n.shape for n in spec.nodes if n.kind.name == "add"]
+    assert adds[0] == (256, 56, 56) and adds[3] == (512, 28, 28) and adds[7] == (1024, 14, 14)
+    assert adds[-1] == (2048, 7, 7) and len(adds) == 16
+
+
+def test_densenet_channel_growth():
+    spec = load(ARCHITECTURES / "densenet-121.yaml")
+    cats = [n.shape[0] for n in spec.nodes if n.kind.name == "cat"]
+    assert cats[5] == 64 + 6 * 32 and cats[6 + 11] == 128 + 12 * 32 and cats[-1] == 512 + 16 * 32
