@@ -49,10 +49,4 @@ class Dropout(_ShapeKeeping):
                     minimum=0.0, maximum=0.999),)
 
 
-class Identity(_ShapeKeeping):
-    name, summary, example = "id", "passes its input on unchanged: the identity branch of a residual sum", "add(conv k=64 f=3 p=1 | id)"
-    aliases = ("identity",)
-    passthrough = True
-
-
-KINDS = (ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Dropout, Identity)
+KINDS = (ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Dropout)

@@ -47,6 +47,18 @@ class Concat(LayerKind):
         return Inferred(shape=(sum(s[0] for s in inputs), inputs[0][1], inputs[0][2]))
 
 
+class Identity(LayerKind):
+    name = "id"
+    aliases = ("identity",)
+    family = "merge"
+    summary = "passes its input on unchanged: the identity branch of a residual sum"
+    example = "add(conv k=64 f=3 p=1 | id)"
+    passthrough = True
+
+    def infer(self, p, inputs):
+        return Inferred(shape=inputs[0])
+
+
 class Shortcut(LayerKind):
     name = "shortcut"
     aliases = ("pad_shortcut",)
@@ -68,4 +80,4 @@ class Shortcut(LayerKind):
         return Inferred(shape=(p["k"], -(-h // s), -(-w // s)), rf_stride=(s, s))
 
 
-KINDS = (Add, Concat, Shortcut)
+KINDS = (Add, Concat, Identity, Shortcut)

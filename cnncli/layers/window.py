@@ -22,21 +22,22 @@ def slide(
     lo, hi = pad
     span = size + lo + hi - kernel
     formula = _formula(axis, size, kernel, stride, lo, hi)
-    if span < 0:
+    if ceil:  # PyTorch: round up, but the last window must start inside the input or left padding
+        out = (span + stride - 1) // stride + 1
+        if out > 0 and (out - 1) * stride >= size + lo:
+            out -= 1
+    else:
         out = span // stride + 1
+    if out <= 0:
+        rounded = "" if span % stride == 0 else (", rounded up" if ceil else ", rounded down")
         fix_pad = -(-(kernel - size) // 2)
-        rounded = "" if span % stride == 0 else ", rounded down"
         raise LayerError(
             f"output {axis} collapses to {out}: {formula} = {_frac(span, stride)}{rounded}{kernel_note}",
             f"the {kernel}-wide window does not fit the {size}-pixel input: use a kernel of at most "
             f"{size + lo + hi}, or pad with p={fix_pad} or more, or downsample less before this layer",
         )
     if ceil:
-        out = -(-span // stride) + 1
-        if (out - 1) * stride >= size + lo:  # PyTorch: the last window must start inside the input
-            out -= 1
         return out, None
-    out = span // stride + 1
     leftover = span % stride
     # The uncovered tail, less the part that is only padding, less the gap a kernel smaller than its
     # stride leaves between every two windows anyway (a 1x1 stride-2 shortcut skips every other row).
