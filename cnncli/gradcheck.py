@@ -1,0 +1,129 @@
+"""Finite-difference gradient check of a whole network, layer by layer, in float64.
+
+For the scalar L = sum(forward(x) * R) with random x and R, every parameter's analytic gradient and
+the gradient arriving at every layer's input are compared with central differences
+(L(v + h) - L(v - h)) / 2h on a sample of entries. A layer's backward is wrong exactly when the
+gradient at its input (or its parameters) disagrees while the gradient at its output agrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import Model
+from .spec import Spec
+from .spec.graph import INPUT
+
+
+@dataclass
+class LayerCheck:
+    name: str
+    kind: str
+    worst: float  # the worst relative error among this layer's parameters and input gradients
+    checked: int  # entries compared
+    worst_where: str
+
+
+FLOOR = 1e-3  # gradients below this are compared absolutely: their finite differences are mostly noise
+
+
+def relative_error(analytic: float, numeric: float) -> float:
+    return abs(analytic - numeric) / max(abs(analytic), abs(numeric), FLOOR)
+
+
+class _Probe:
+    """Runs the model with one value nudged: a parameter entry, or an entry of a layer's output."""
+
+    def __init__(self, model: Model, x: np.ndarray, train: bool):
+        self.model, self.x, self.train = model, x, train
+        self.r: np.ndarray | None = None  # the random weights of the scalar loss
+        self.rng_state = model.rng.bit_generator.state
+        self.buffers = {k: v.copy() for k, v in model.buffers().items()}
+
+    def loss(self, nudge: tuple | None = None) -> float:
+        """L with `nudge` = (node index or "input", delta array) added to that value."""
+        m = self.model
+        m.rng.bit_generator.state = self.rng_state  # the same dropout mask every time
+        for k, v in self.buffers.items():  # BN running statistics must not drift between runs
+            m.param(k)[...] = v
+        outputs = m._outputs = []
+        for op in m.ops:
+            xs = [self.x if i == INPUT else outputs[i] for i in op.node.inputs]
+            if nudge is not None and nudge[0] == "input":
+                xs = [(self.x + nudge[1]) if i == INPUT else outputs[i] for i in op.node.inputs]
+            y = op.forward(xs, self.train, m.rng)
+            if nudge is not None and nudge[0] == op.node.index:
+                y = y + nudge[1]
+            outputs.append(y)
+        out = outputs[m.spec.output_node]
+        if self.r is None:
+            self.r = np.random.default_rng(len(out.shape)).normal(0, 1, out.shape)
+        return float(np.sum(out * self.r))
+
+
+def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float = 1e-6,
+          train: bool = True) -> list[LayerCheck]:
+    model = Model(spec, np.float64, seed)
+    rng = np.random.default_rng(seed + 1)
+    c, hh, ww = spec.input
+    x = rng.normal(0, 1, (c, batch, hh, ww))
+    probe = _Probe(model, x, train)
+
+    # Analytic: every parameter's gradient, and the gradient arriving at every node's output.
+    probe.loss()
+    arriving: dict[int, np.ndarray] = {}
+    grads: dict[int, np.ndarray] = {spec.output_node: probe.r}
+    for op in reversed(model.ops):
+        g = grads.pop(op.node.index)
+        arriving[op.node.index] = np.array(g)
+        for i, dx in zip(op.node.inputs, op.backward(g, [True] * len(op.node.inputs))):
+            grads[i] = np.array(dx) if i not in grads else grads[i] + dx
+    arriving[INPUT] = grads[INPUT]
+    analytic_params = {k: v.copy() for k, v in model.grads().items()}
+
+    def sample(shape):
+        size = int(np.prod(shape))
+        picks = rng.choice(size, min(entries, size), replace=False)
+        return [np.unravel_index(p, shape) for p in picks]
+
+    def numeric_of_output(index: int, where) -> float:
+        target = x if index == INPUT else model._outputs[index]
+        delta = np.zeros(target.shape)
+        delta[where] = h
+        key = "input" if index == INPUT else index
+        plus = probe.loss((key, delta))
+        minus = probe.loss((key, -delta))
+        return (plus - minus) / (2 * h)
+
+    def numeric_of_param(name: str, where) -> float:
+        p = model.param(name)
+        keep = p[where]
+        p[where] = keep + h
+        plus = probe.loss()
+        p[where] = keep - h
+        minus = probe.loss()
+        p[where] = keep
+        return (plus - minus) / (2 * h)
+
+    results = []
+    for op in model.ops:
+        worst, worst_where, count = 0.0, "", 0
+        for name in [n for n in analytic_params if n.rpartition(".")[0] == op.node.name]:
+            for where in sample(analytic_params[name].shape):
+                err = relative_error(analytic_params[name][where], numeric_of_param(name, where))
+                count += 1
+                if err >= worst:
+                    worst, worst_where = err, f"{name}{list(map(int, where))}"
+        for i in op.node.inputs:
+            probe.loss()  # refresh the outputs the nudges are applied to
+            shape = (x if i == INPUT else model._outputs[i]).shape
+            for where in sample(shape):
+                err = relative_error(arriving[i][where], numeric_of_output(i, where))
+                count += 1
+                if err >= worst:
+                    label = "input" if i == INPUT else spec.nodes[i].name
+                    worst, worst_where = err, f"d/d {label}{list(map(int, where))}"
+        results.append(LayerCheck(op.node.name, op.node.kind.name, worst, count, worst_where))
+    return results

@@ -1,0 +1,180 @@
+"""A validated spec compiled into a runnable model: forward and backward over the layer DAG.
+
+    model = Model.from_spec("architectures/fashion-tutorial.yaml", seed=0)
+    y = model.forward(x_nchw, train=True)          # (N, 10)
+    dx = model.backward(dy, input_grad=True)       # (N, 1, 28, 28); parameter gradients in model.grads()
+    model.param("conv1.weight")                    # a numpy view, PyTorch's layout
+
+All parameters live in one flat vector (and their gradients in another), so an optimizer step is one
+pass over memory; `param()` and `grad()` are views into them.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .ops import OPS, Op
+from .spec import Spec, load, loads
+from .spec.graph import INPUT
+
+
+class Model:
+    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0):
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
+        self.ops: list[Op] = [OPS[node.kind.name](node, self.dtype) for node in spec.nodes]
+        layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
+        total = sum(prod(shape) for _, _, shape in layout)
+        self.flat_params = np.zeros(total, self.dtype)
+        self.flat_grads = np.zeros(total, self.dtype)
+        self.param_names: list[str] = []
+        offset = 0
+        for op, name, shape in layout:
+            size = prod(shape)
+            op.params[name] = self.flat_params[offset : offset + size].reshape(shape)
+            op.grads[name] = self.flat_grads[offset : offset + size].reshape(shape)
+            self.param_names.append(f"{op.node.name}.{name}")
+            offset += size
+        for op in self.ops:
+            for name, shape in op.buffer_shapes().items():
+                op.buffers[name] = np.zeros(shape, self.dtype)
+        init_seq, run_seq = np.random.SeedSequence(seed).spawn(2)
+        init_rng = np.random.default_rng(init_seq)
+        for op in self.ops:
+            op.init(init_rng)
+        self.rng = np.random.default_rng(run_seq)  # dropout masks
+        self._by_name = {op.node.name: op for op in self.ops}
+        self._outputs: list[np.ndarray] = []
+        self._accumulators: dict[int, np.ndarray] = {}
+        self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
+
+    @classmethod
+    def from_spec(cls, source: str | Path | Spec, dtype=np.float32, seed: int = 0) -> "Model":
+        """Build from a Spec, a path to a spec file, or spec text (anything containing a newline)."""
+        if isinstance(source, Spec):
+            spec = source
+        elif isinstance(source, str) and "\n" in source:
+            spec = loads(source)
+        else:
+            spec = load(source)
+        return cls(spec, dtype, seed)
+
+    # -- parameters and buffers by the stable names of `cnn shapes`
+
+    def _find(self, qualified: str) -> tuple[Op, str]:
+        layer, _, name = qualified.rpartition(".")
+        op = self._by_name.get(layer)
+        if op is None or (name not in op.params and name not in op.buffers):
+            known = ", ".join(self.param_names[:6] + self.buffer_names()[:2])
+            raise UserError(f"no parameter or buffer '{qualified}'", f"names look like: {known}, ...")
+        return op, name
+
+    def param(self, name: str) -> np.ndarray:
+        op, key = self._find(name)
+        return op.params[key] if key in op.params else op.buffers[key]
+
+    def set_param(self, name: str, value) -> None:
+        target = self.param(name)
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise UserError(f"{name} has shape {target.shape}, the value {value.shape}", None)
+        target[...] = value
+
+    def grad(self, name: str) -> np.ndarray:
+        op, key = self._find(name)
+        return op.grads[key]
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {f"{op.node.name}.{k}": v for op in self.ops for k, v in op.params.items()}
+
+    def grads(self) -> dict[str, np.ndarray]:
+        return {f"{op.node.name}.{k}": v for op in self.ops for k, v in op.grads.items()}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        return {f"{op.node.name}.{k}": v for op in self.ops for k, v in op.buffers.items()}
+
+    def buffer_names(self) -> list[str]:
+        return list(self.buffers())
+
+    # -- running
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """x: (N, C, H, W) batch. Returns (N, outputs) or (N, C, H, W) for a map-shaped output."""
+        x = np.asarray(x)
+        expected = self.spec.input
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise UserError(f"the model takes batches of shape (N, {', '.join(map(str, expected))}), "
+                            f"got {tuple(x.shape)}", None)
+        internal = np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=self.dtype)
+        return self.to_user(self.forward_internal(internal, train))
+
+    def forward_internal(self, x: np.ndarray, train: bool) -> np.ndarray:
+        """x and the result in the engine's (C, N, H, W) layout."""
+        outputs = self._outputs = []
+        timer = self.timer
+        for op in self.ops:
+            xs = [x if i == INPUT else outputs[i] for i in op.node.inputs]
+            if timer is None:
+                outputs.append(op.forward(xs, train, self.rng))
+            else:
+                outputs.append(timer(op, "forward", lambda: op.forward(xs, train, self.rng)))
+        return outputs[self.spec.output_node]
+
+    def backward(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
+        """dy: the gradient of the loss for forward's result (same shape). Fills grads();
+        returns the input gradient (N, C, H, W) when input_grad is set."""
+        dy = np.asarray(dy, dtype=self.dtype)
+        out = self._outputs[self.spec.output_node]
+        internal = np.ascontiguousarray(self.from_user(dy, out.shape))
+        dx = self.backward_internal(internal, input_grad)
+        return None if dx is None else np.ascontiguousarray(dx.transpose(1, 0, 2, 3))
+
+    def backward_internal(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
+        grads: dict[int, np.ndarray] = {self.spec.output_node: dy}
+        owned: set[int] = set()
+        timer = self.timer
+        for op in reversed(self.ops):
+            index = op.node.index
+            g = grads.pop(index, None)
+            if g is None:  # this node does not reach the output
+                for v in op.grads.values():
+                    v[...] = 0
+                continue
+            need = [i != INPUT or input_grad for i in op.node.inputs]
+            if timer is None:
+                dxs = op.backward(g, need)
+            else:
+                dxs = timer(op, "backward", lambda: op.backward(g, need))
+            for i, dx in zip(op.node.inputs, dxs):
+                if dx is None:
+                    continue
+                if i not in grads:
+                    grads[i] = dx
+                elif i in owned:
+                    grads[i] += dx
+                else:  # a second consumer: sum into a buffer of our own, never into an op's array
+                    acc = self._accumulators.get(i)
+                    if acc is None or acc.shape != dx.shape:
+                        acc = self._accumulators[i] = np.empty(dx.shape, self.dtype)
+                    np.add(grads[i], dx, out=acc)
+                    grads[i] = acc
+                    owned.add(i)
+        return grads.get(INPUT)
+
+    def to_user(self, y: np.ndarray) -> np.ndarray:
+        c, n, h, w = y.shape
+        if len(self.spec.output_shape) == 1 or (h == 1 and w == 1 and self.spec.output_shape[1:] == (1, 1)):
+            return np.ascontiguousarray(y.reshape(c, n).T)
+        return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
+
+    def from_user(self, dy: np.ndarray, internal_shape) -> np.ndarray:
+        c, n, h, w = internal_shape
+        if dy.ndim == 2:
+            return dy.T.reshape(c, n, 1, 1)
+        return dy.transpose(1, 0, 2, 3)

@@ -1,0 +1,89 @@
+"""Finite-difference checks in float64 of every layer kind and option, and of whole small networks."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.gradcheck import check
+from cnncli.spec import loads
+
+TOLERANCE = 1e-5
+
+CASES = {
+    # convolution
+    "conv": ("2x7x7", "conv k=3 f=3"),
+    "conv stride pad": ("2x7x7", "conv k=3 f=3 s=2 p=1"),
+    "conv dilation": ("2x9x9", "conv k=2 f=3 d=2 p=1"),
+    "conv rectangular": ("2x7x8", "conv k=3 f=3x2 s=2x1 p=1x0"),
+    "conv same stride 2": ("2x7x7", "conv k=2 f=4 s=2 p=same"),
+    "conv no bias": ("2x5x5", "conv k=2 f=3 bias=false"),
+    "conv pointwise": ("3x4x4", "conv k=2 f=1"),
+    "conv groups": ("4x6x6", "conv k=6 f=3 g=2 p=1"),
+    "conv depthwise": ("3x6x6", "conv f=3 g=dw s=2 p=1"),
+    "conv depthwise multiplier no bias": ("2x5x5", "conv k=4 f=3 g=dw bias=false"),
+    # pooling
+    "max pool": ("2x6x6", "pool 2"),
+    "max pool overlapping": ("2x7x7", "pool 3 s=2"),
+    "max pool padded ceil": ("2x6x6", "pool 3 s=2 p=1 ceil=true"),
+    "avg pool": ("2x6x6", "avgpool 2"),
+    "avg pool padded ceil": ("2x7x7", "avgpool 3 s=2 p=1 ceil=true"),
+    "avg pool same": ("2x5x5", "avgpool 2 s=2 p=same"),
+    "l2 pool": ("2x6x6", "l2pool 2"),
+    "l2 pool overlapping padded": ("2x7x7", "l2pool 3 s=2 p=1"),
+    "global avg pool": ("3x4x5", "gap"),
+    "global max pool": ("3x4x5", "gmp"),
+    # normalisation
+    "batch norm": ("3x4x4", "bn"),
+    "batch norm no affine": ("3x4x4", "bn affine=false"),
+    "batch norm flat": ("3x2x2", "fc 5 -> bn"),
+    "lrn": ("6x3x3", "lrn 3 alpha=0.1 beta=0.75 k=2"),
+    "lrn even size": ("5x3x3", "lrn 4 alpha=0.5"),
+    # activations
+    "relu": ("2x4x4", "relu"),
+    "relu6": ("2x4x4", "relu6"),
+    "leaky relu": ("2x4x4", "lrelu 0.1"),
+    "elu": ("2x4x4", "elu 0.7"),
+    "sigmoid": ("2x4x4", "sigmoid"),
+    "tanh": ("2x4x4", "tanh"),
+    "softmax": ("2x3x3", "fc 5 -> softmax"),
+    "softmax over map channels": ("3x3x3", "softmax"),
+    "dropout": ("2x4x4", "dropout 0.3"),
+    # dense
+    "fc on map": ("2x3x3", "fc 4"),
+    "fc no bias": ("5x1x1", "fc 3 bias=false"),
+    "flatten": ("2x3x3", "flatten -> fc 3"),
+    # merges
+    "add identity": ("2x5x5", "add(conv k=2 f=3 p=1 | id)"),
+    "add projection": ("2x6x6", "add(conv k=3 f=3 s=2 p=1 | conv k=3 f=1 s=2)"),
+    "add three": ("2x4x4", "add(relu | tanh | id)"),
+    "cat": ("2x5x5", "cat(conv k=2 f=3 p=1 | id | pool 3 s=1 p=1)"),
+    "shortcut": ("2x6x6", "add(conv k=4 f=3 s=2 p=1 | shortcut k=4 s=2)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_backward_matches_finite_differences(case):
+    shape, chain = CASES[case]
+    spec = loads(f"input: {shape}\nnet: {chain}\n")
+    results = check(spec, batch=3, entries=10)
+    for r in results:
+        assert r.checked > 0
+        assert r.worst < TOLERANCE, f"{case}: {r.name} worst {r.worst:.2e} at {r.worst_where}"
+
+
+def test_batch_norm_eval_mode_backward():
+    spec = loads("input: 3x4x4\nnet: bn\n")
+    for r in check(spec, batch=3, entries=10, train=False):
+        assert r.worst < TOLERANCE
+
+
+def test_whole_network_with_residuals_and_concatenation():
+    spec = loads(
+        "input: 3x8x8\n"
+        "blocks:\n"
+        "  res(k): add(conv k=$k f=3 p=1 -> bn -> relu -> conv k=$k f=3 p=1 -> bn | id) -> relu\n"
+        "net: conv k=4 f=3 p=1 -> bn -> relu -> res(4) -> cat(conv k=2 f=1 | conv k=2 f=3 p=1 -> elu | pool 3 s=1 p=1)"
+        " -> avgpool 2 -> add(conv k=8 f=3 s=2 p=1 | shortcut k=8 s=2) -> gap -> fc 5 -> softmax\n")
+    results = check(spec, batch=2, entries=6)
+    assert len(results) == len(spec.nodes)
+    assert max(r.worst for r in results) < TOLERANCE
