@@ -1,0 +1,135 @@
+"""Optimizers with PyTorch's update rules, over the model's one flat parameter vector.
+
+Before the update, as `loss.backward(); clip_grad_norm_(); optimizer.step()` would: an L1 penalty
+adds l1 * sign(w) to the gradient, then the gradient's global norm is clipped. Weight decay is the
+optimizer's own (added to the gradient, or decoupled for AdamW), applied to every parameter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _l1(p, g, l1):
+    for i in prange(p.size):
+        if p[i] > 0:
+            g[i] += l1
+        elif p[i] < 0:
+            g[i] -= l1
+
+
+@njit(parallel=True, cache=True)
+def _sum_squares(g):
+    total = 0.0
+    for i in prange(g.size):
+        total += g[i] * g[i]
+    return total
+
+
+@njit(parallel=True, cache=True)
+def _sgd(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
+    for i in prange(p.size):
+        d = g[i] + wd * p[i]
+        if momentum != 0:
+            if first:
+                b = d
+            else:
+                b = momentum * buf[i] + (1 - dampening) * d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
+        p[i] -= lr * d
+
+
+@njit(parallel=True, cache=True)
+def _adam(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2_sqrt):
+    step = lr / bias1
+    keep = 1 - lr * wd
+    for i in prange(p.size):
+        d = g[i]
+        if decoupled:
+            p[i] *= keep
+        else:
+            d = d + wd * p[i]
+        mi = beta1 * m[i] + (1 - beta1) * d
+        vi = beta2 * v[i] + (1 - beta2) * d * d
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step * mi / (np.sqrt(vi) / bias2_sqrt + eps)
+
+
+@njit(parallel=True, cache=True)
+def _rmsprop(p, g, sq, buf, lr, alpha, eps, momentum, wd):
+    for i in prange(p.size):
+        d = g[i] + wd * p[i]
+        s = alpha * sq[i] + (1 - alpha) * d * d
+        sq[i] = s
+        step = d / (np.sqrt(s) + eps)
+        if momentum > 0:
+            b = momentum * buf[i] + step
+            buf[i] = b
+            p[i] -= lr * b
+        else:
+            p[i] -= lr * step
+
+
+class Optimizer:
+    """One of sgd, adam, adamw, rmsprop, configured like the spec's `optimizer:` setting."""
+
+    SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
+             "rmsprop": ("square_avg", "momentum_buffer")}
+
+    def __init__(self, params: np.ndarray, grads: np.ndarray, name: str = "adam", l1: float = 0.0,
+                 clip: float = 0.0, **settings):
+        self.params, self.grads = params, grads
+        self.name = name
+        self.settings = settings
+        self.lr = settings["lr"]
+        self.l1, self.clip = l1, clip
+        self.steps = 0
+        self.state = {slot: np.zeros_like(params) for slot in self.SLOTS[name]}
+        self.last_grad_norm = 0.0
+
+    def _t(self, value: float):
+        return self.params.dtype.type(value)
+
+    def step(self) -> None:
+        p, g, s, t = self.params, self.grads, self.settings, self._t
+        if self.l1:
+            _l1(p, g, t(self.l1))
+        if self.clip:
+            norm = math.sqrt(_sum_squares(g))
+            self.last_grad_norm = norm
+            if norm > self.clip:
+                g *= t(self.clip / (norm + 1e-6))  # PyTorch's clip_grad_norm_
+        self.steps += 1
+        wd = t(s.get("weight_decay", 0.0))
+        lr = t(self.lr)
+        if self.name == "sgd":
+            _sgd(p, g, self.state["momentum_buffer"], lr, t(s["momentum"]), t(s["dampening"]), s["nesterov"], wd,
+                 self.steps == 1)
+        elif self.name in ("adam", "adamw"):
+            b1, b2 = s["beta1"], s["beta2"]
+            _adam(p, g, self.state["exp_avg"], self.state["exp_avg_sq"], lr, t(b1), t(b2), t(s["eps"]), wd,
+                  self.name == "adamw", t(1 - b1 ** self.steps), t(math.sqrt(1 - b2 ** self.steps)))
+        else:
+            _rmsprop(p, g, self.state["square_avg"], self.state["momentum_buffer"], lr, t(s["alpha"]), t(s["eps"]),
+                     t(s["momentum"]), wd)
+
+
+def from_spec(train: dict, params: np.ndarray, grads: np.ndarray) -> Optimizer:
+    from .spec.train import OPTIMIZERS, parse_component
+
+    if train.get("optimizer"):
+        settings = dict(train["optimizer"])
+    else:
+        settings = {"name": "adam", **parse_component("adam", OPTIMIZERS, "optimizer")[1]}
+    if "lr" in train:
+        settings["lr"] = train["lr"]
+    if "weight_decay" in train:
+        settings["weight_decay"] = train["weight_decay"]
+    name = settings.pop("name")
+    return Optimizer(params, grads, name, l1=train.get("l1", 0.0), clip=train.get("clip", 0.0), **settings)
