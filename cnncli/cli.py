@@ -113,5 +113,82 @@ def layers(
         _fail(exc)
 
 
+@app.command(epilog="Example: cnn bench architectures/fashion-tutorial.yaml --batch 64")
+def bench(
+    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    batch: int = typer.Option(64, "--batch", min=1, help="Samples per step."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Timed steps (after warm-up)."),
+    warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed steps first."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Numba threads (default: all cores)."),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the spec's input, e.g. 3x64x64."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Time inference and training steps on random data, per layer, and the first step's JIT cost."""
+    from . import spec as specs
+    from .report import bench as report
+    from .report import console
+
+    try:
+        net = specs.load(spec, input_shape=input_shape)
+        _threads(threads)
+        from . import bench as benchmark
+
+        result = benchmark.run(net, batch, steps, warmup)
+    except UserError as exc:
+        _fail(exc)
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        report.show(result, console())
+
+
+@app.command(epilog="Example: cnn gradcheck architectures/resnet-20-cifar.yaml --input 3x8x8")
+def gradcheck(
+    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    batch: int = typer.Option(2, "--batch", min=2, help="Samples in the test batch."),
+    entries: int = typer.Option(6, "--entries", min=1, help="Entries compared per tensor."),
+    tolerance: float = typer.Option(1e-5, "--tolerance", help="Largest acceptable relative error."),
+    eval_mode: bool = typer.Option(False, "--eval", help="Check evaluation mode (BN running statistics)."),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the spec's input (smaller is faster)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for weights and data."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Compare every layer's analytic gradients with finite differences, in float64.
+
+    Exit code 1 when a layer's worst relative error exceeds --tolerance.
+    """
+    from . import spec as specs
+    from .report import console
+    from .report import gradcheck as report
+
+    try:
+        net = specs.load(spec, input_shape=input_shape)
+        from . import gradcheck as checker
+
+        results = checker.check(net, batch, entries, seed, train=not eval_mode)
+    except UserError as exc:
+        _fail(exc)
+    failed = [r for r in results if r.worst > tolerance]
+    if json_out:
+        sys.stdout.write(json.dumps({"name": net.name, "tolerance": tolerance, "passed": not failed, "layers": [
+            {"name": r.name, "type": r.kind, "worst_relative_error": r.worst, "checked": r.checked, "where": r.worst_where}
+            for r in results]}, indent=2) + "\n")
+    else:
+        report.show(results, tolerance, console())
+    if failed:
+        raise typer.Exit(1)
+
+
+def _threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    import numba
+
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        raise UserError(f"--threads {threads} is more than the {numba.config.NUMBA_NUM_THREADS} available",
+                        "set NUMBA_NUM_THREADS before starting, or ask for fewer")
+    numba.set_num_threads(threads)
+
+
 def run() -> None:
     app()

@@ -68,7 +68,7 @@ def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float 
     model = Model(spec, np.float64, seed)
     rng = np.random.default_rng(seed + 1)
     c, hh, ww = spec.input
-    x = rng.normal(0, 1, (c, batch, hh, ww))
+    x = rng.normal(0, 1, (c, hh, ww, batch))  # the engine's CHWN layout
     probe = _Probe(model, x, train)
 
     # Analytic: every parameter's gradient, and the gradient arriving at every node's output.

@@ -67,9 +67,9 @@ class Loss:
         return self.name == "cross_entropy"
 
     def __call__(self, out: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, int]:
-        """out: (K, N) or (K, N, 1, 1) engine output; target: labels (N,) or values (N, K).
+        """out: (K, N) or (K, 1, 1, N) engine output; target: labels (N,) or values (N, K).
         Returns (mean loss, gradient shaped like out, number of correct predictions)."""
-        k, n = out.shape[0], out.shape[1]
+        k, n = out.shape[0], out.shape[-1]
         logits = out.reshape(k, n)
         if self._grad is None or self._grad.shape != logits.shape or self._grad.dtype != logits.dtype:
             self._grad = np.empty(logits.shape, logits.dtype)

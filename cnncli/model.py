@@ -111,11 +111,14 @@ class Model:
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise UserError(f"the model takes batches of shape (N, {', '.join(map(str, expected))}), "
                             f"got {tuple(x.shape)}", None)
-        internal = np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=self.dtype)
-        return self.to_user(self.forward_internal(internal, train))
+        return self.to_user(self.forward_internal(self.to_internal(x), train))
+
+    def to_internal(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) -> the engine's (C, H, W, N), in the model's dtype."""
+        return np.ascontiguousarray(np.asarray(x).transpose(1, 2, 3, 0), dtype=self.dtype)
 
     def forward_internal(self, x: np.ndarray, train: bool) -> np.ndarray:
-        """x and the result in the engine's (C, N, H, W) layout."""
+        """x and the result in the engine's (C, H, W, N) layout."""
         outputs = self._outputs = []
         timer = self.timer
         for op in self.ops:
@@ -133,10 +136,11 @@ class Model:
         out = self._outputs[self.spec.output_node]
         internal = np.ascontiguousarray(self.from_user(dy, out.shape))
         dx = self.backward_internal(internal, input_grad)
-        return None if dx is None else np.ascontiguousarray(dx.transpose(1, 0, 2, 3))
+        return None if dx is None else np.ascontiguousarray(dx.transpose(3, 0, 1, 2))
 
-    def backward_internal(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
-        grads: dict[int, np.ndarray] = {self.spec.output_node: dy}
+    def backward_internal(self, dy: np.ndarray, input_grad: bool = False, start: int | None = None) -> np.ndarray | None:
+        """Backward from node `start` (default: the output node), whose output gradient is dy."""
+        grads: dict[int, np.ndarray] = {self.spec.output_node if start is None else start: dy}
         owned: set[int] = set()
         timer = self.timer
         for op in reversed(self.ops):
@@ -167,14 +171,27 @@ class Model:
                     owned.add(i)
         return grads.get(INPUT)
 
+    @property
+    def logits_node(self) -> int:
+        """The node whose output a classification loss takes: a final softmax is folded into the
+        loss (fused log-sum-exp), as Keras does with from_logits."""
+        last = self.spec.nodes[self.spec.output_node] if self.spec.output_node != INPUT else None
+        if last is not None and last.kind.name == "softmax":
+            return last.inputs[0]
+        return self.spec.output_node
+
+    def output_of(self, index: int) -> np.ndarray:
+        return self._outputs[index]
+
     def to_user(self, y: np.ndarray) -> np.ndarray:
-        c, n, h, w = y.shape
-        if len(self.spec.output_shape) == 1 or (h == 1 and w == 1 and self.spec.output_shape[1:] == (1, 1)):
+        """(C, H, W, N) -> (N, C), or (N, C, H, W) for a network that ends in a feature map."""
+        c, h, w, n = y.shape
+        if h == 1 and w == 1:
             return np.ascontiguousarray(y.reshape(c, n).T)
-        return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
+        return np.ascontiguousarray(y.transpose(3, 0, 1, 2))
 
     def from_user(self, dy: np.ndarray, internal_shape) -> np.ndarray:
-        c, n, h, w = internal_shape
+        c, h, w, n = internal_shape
         if dy.ndim == 2:
-            return dy.T.reshape(c, n, 1, 1)
-        return dy.transpose(1, 0, 2, 3)
+            return dy.T.reshape(c, 1, 1, n)
+        return dy.transpose(1, 2, 3, 0)

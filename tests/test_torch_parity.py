@@ -82,7 +82,7 @@ def test_training_steps_match(optimizer):
     for _ in range(3):
         x = rng.normal(0, 1, (8, 1, 28, 28))
         labels = rng.integers(0, 10, 8)
-        out = ours.forward_internal(np.ascontiguousarray(x.transpose(1, 0, 2, 3)), train=True)
+        out = ours.forward_internal(ours.to_internal(x), train=True)
         loss, grad, _ = loss_fn(out, labels)
         ours.backward_internal(grad)
         opt.step()

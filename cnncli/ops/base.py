@@ -1,8 +1,10 @@
-"""What a compiled layer is: parameters, buffers, forward and backward over CNHW tensors.
+"""What a compiled layer is: parameters, buffers, forward and backward over CHWN tensors.
 
-Inside the engine every tensor is 4-D (C, N, H, W), channel-major: a flat vector of F values per
-sample is (F, N, 1, 1). Channel-major lets a whole batch's convolution be one large GEMM and keeps
-each channel contiguous for batch norm and concatenation. The Model converts to and from NCHW.
+Inside the engine every tensor is 4-D (C, H, W, N): channels outermost, the batch innermost (the
+layout of cuda-convnet). A flat vector of F values per sample is (F, 1, 1, N). With the batch
+innermost, im2col copies whole runs of W*N values, pooling and activations vectorise over the batch,
+flattening for fc is free, and each channel stays contiguous for batch norm and concatenation.
+The Model converts to and from NCHW at its edges.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ class Op:
     def out_shape(self, batch: int) -> tuple[int, int, int, int]:
         shape = self.node.shape
         if len(shape) == 1:
-            return (shape[0], batch, 1, 1)
-        return (shape[0], batch, shape[1], shape[2])
+            return (shape[0], 1, 1, batch)
+        return (shape[0], shape[1], shape[2], batch)
 
     def scalar(self, value: float):
         """A constant in the op's dtype, so float32 kernels stay float32."""

@@ -1,4 +1,5 @@
-"""Convolution: im2col + one BLAS GEMM per batch for g=1; a direct Numba kernel for groups/depthwise."""
+"""Convolution. For g=1: im2col + BLAS GEMM on chunks of samples small enough to stay in cache, the
+chunks shared among worker threads. For groups and depthwise: direct Numba kernels."""
 
 from __future__ import annotations
 
@@ -8,69 +9,79 @@ from numba import njit, prange
 from ..layers.conv import window_output
 from . import init
 from .base import Op
+from .threads import run_parallel, split_work
+
+CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
 
-@njit(parallel=True, cache=True)
-def im2col(x, fh, fw, sh, sw, pt, pl, dh, dw, ho, wo, cols):
-    C, N, H, W = x.shape
-    per = ho * wo
-    for r in prange(C * fh * fw):
-        c = r // (fh * fw)
-        i = (r // fw) % fh
-        j = r % fw
-        for n in range(N):
-            base = n * per
-            for oh in range(ho):
-                ih = oh * sh - pt + i * dh
-                row = base + oh * wo
-                if ih < 0 or ih >= H:
-                    for ow in range(wo):
-                        cols[r, row + ow] = 0
-                else:
-                    for ow in range(wo):
-                        iw = ow * sw - pl + j * dw
-                        if iw >= 0 and iw < W:
-                            cols[r, row + ow] = x[c, n, ih, iw]
-                        else:
-                            cols[r, row + ow] = 0
-
-
-@njit(parallel=True, cache=True)
-def col2im(cols, fh, fw, sh, sw, pt, pl, dh, dw, ho, wo, dx):
-    C, N, H, W = dx.shape
-    per = ho * wo
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
-        plane = dx[c, n]
-        plane[:, :] = 0
+@njit(nogil=True, cache=True)
+def im2col(x, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
+    """cols[(c, i, j), (oh - oh0, ow, n)] for output rows oh0..oh1-1 of a CHWN input. The valid
+    columns of each kernel offset are computed once; the innermost copy runs over the batch."""
+    C, H, W, N = x.shape
+    span = wo * N
+    for c in range(C):
         for i in range(fh):
             for j in range(fw):
                 r = (c * fh + i) * fw + j
-                for oh in range(ho):
+                off = j * dw - pl
+                lo = min(max((-off + sw - 1) // sw, 0), wo)  # first ow whose iw >= 0
+                hi = min(max((W - off + sw - 1) // sw, lo), wo)  # first ow whose iw >= W
+                for oh in range(oh0, oh1):
                     ih = oh * sh - pt + i * dh
-                    if ih >= 0 and ih < H:
-                        row = n * per + oh * wo
-                        for ow in range(wo):
-                            iw = ow * sw - pl + j * dw
-                            if iw >= 0 and iw < W:
-                                plane[ih, iw] += cols[r, row + ow]
+                    base = (oh - oh0) * span
+                    if ih < 0 or ih >= H:
+                        for q in range(span):
+                            cols[r, base + q] = 0
+                        continue
+                    for q in range(lo * N):
+                        cols[r, base + q] = 0
+                    for ow in range(lo, hi):
+                        iw = ow * sw + off
+                        b = base + ow * N
+                        for n in range(N):
+                            cols[r, b + n] = x[c, ih, iw, n]
+                    for q in range(hi * N, span):
+                        cols[r, base + q] = 0
+
+
+@njit(nogil=True, cache=True)
+def col2im(cols, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
+    """The adjoint of im2col: adds the columns of output rows oh0..oh1-1 into dx (not zeroed here)."""
+    C, H, W, N = dx.shape
+    span = wo * N
+    for c in range(C):
+        for i in range(fh):
+            for j in range(fw):
+                r = (c * fh + i) * fw + j
+                off = j * dw - pl
+                lo = min(max((-off + sw - 1) // sw, 0), wo)
+                hi = min(max((W - off + sw - 1) // sw, lo), wo)
+                for oh in range(oh0, oh1):
+                    ih = oh * sh - pt + i * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    base = (oh - oh0) * span
+                    for ow in range(lo, hi):
+                        iw = ow * sw + off
+                        b = base + ow * N
+                        for n in range(N):
+                            dx[c, ih, iw, n] += cols[r, b + n]
 
 
 @njit(parallel=True, cache=True)
 def grouped_forward(x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, out):
-    K, N, ho, wo = out.shape
-    C, _, H, W = x.shape
+    K, ho, wo, N = out.shape
+    C, H, W, _ = x.shape
     kg = K // groups
     cg = C // groups
     fh, fw = w.shape[2], w.shape[3]
-    for p in prange(K * N):
-        k = p // N
-        n = p % N
+    for k in prange(K):
         c0 = (k // kg) * cg
         for oh in range(ho):
             for ow in range(wo):
-                acc = b[k] if use_bias else b[k] * 0
+                for n in range(N):
+                    out[k, oh, ow, n] = b[k] if use_bias else 0
                 for cl in range(cg):
                     for i in range(fh):
                         ih = oh * sh - pt + i * dh
@@ -78,56 +89,56 @@ def grouped_forward(x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, out):
                             continue
                         for j in range(fw):
                             iw = ow * sw - pl + j * dw
-                            if iw >= 0 and iw < W:
-                                acc += w[k, cl, i, j] * x[c0 + cl, n, ih, iw]
-                out[k, n, oh, ow] = acc
+                            if iw < 0 or iw >= W:
+                                continue
+                            wt = w[k, cl, i, j]
+                            for n in range(N):
+                                out[k, oh, ow, n] += wt * x[c0 + cl, ih, iw, n]
 
 
 @njit(parallel=True, cache=True)
 def grouped_backward_weights(x, dy, groups, sh, sw, pt, pl, dh, dw, dw_out, db_out):
-    K, N, ho, wo = dy.shape
-    C, _, H, W = x.shape
+    K, ho, wo, N = dy.shape
+    C, H, W, _ = x.shape
     kg = K // groups
     cg = C // groups
     fh, fw = dw_out.shape[2], dw_out.shape[3]
     for k in prange(K):
         c0 = (k // kg) * cg
-        db = 0.0
-        for n in range(N):
-            for oh in range(ho):
-                for ow in range(wo):
-                    db += dy[k, n, oh, ow]
-        db_out[k] = db
+        total = 0.0
+        for oh in range(ho):
+            for ow in range(wo):
+                for n in range(N):
+                    total += dy[k, oh, ow, n]
+        db_out[k] = total
         for cl in range(cg):
             for i in range(fh):
                 for j in range(fw):
                     acc = 0.0
-                    for n in range(N):
-                        for oh in range(ho):
-                            ih = oh * sh - pt + i * dh
-                            if ih < 0 or ih >= H:
+                    for oh in range(ho):
+                        ih = oh * sh - pt + i * dh
+                        if ih < 0 or ih >= H:
+                            continue
+                        for ow in range(wo):
+                            iw = ow * sw - pl + j * dw
+                            if iw < 0 or iw >= W:
                                 continue
-                            for ow in range(wo):
-                                iw = ow * sw - pl + j * dw
-                                if iw >= 0 and iw < W:
-                                    acc += dy[k, n, oh, ow] * x[c0 + cl, n, ih, iw]
+                            for n in range(N):
+                                acc += dy[k, oh, ow, n] * x[c0 + cl, ih, iw, n]
                     dw_out[k, cl, i, j] = acc
 
 
 @njit(parallel=True, cache=True)
 def grouped_backward_input(w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
-    K, N, ho, wo = dy.shape
-    C, _, H, W = dx.shape
+    K, ho, wo, N = dy.shape
+    C, H, W, _ = dx.shape
     kg = K // groups
     cg = C // groups
     fh, fw = w.shape[2], w.shape[3]
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
+    for c in prange(C):
         g = c // cg
         cl = c - g * cg
-        plane = dx[c, n]
-        plane[:, :] = 0
+        dx[c] = 0
         for k in range(g * kg, (g + 1) * kg):
             for oh in range(ho):
                 for i in range(fh):
@@ -135,11 +146,13 @@ def grouped_backward_input(w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
                     if ih < 0 or ih >= H:
                         continue
                     for ow in range(wo):
-                        g_out = dy[k, n, oh, ow]
                         for j in range(fw):
                             iw = ow * sw - pl + j * dw
-                            if iw >= 0 and iw < W:
-                                plane[ih, iw] += w[k, cl, i, j] * g_out
+                            if iw < 0 or iw >= W:
+                                continue
+                            wt = w[k, cl, i, j]
+                            for n in range(N):
+                                dx[c, ih, iw, n] += wt * dy[k, oh, ow, n]
 
 
 class ConvOp(Op):
@@ -152,11 +165,11 @@ class ConvOp(Op):
         _, pads, _ = window_output("conv", node.in_shapes[0], self.p["f"], self.p["s"], self.p["p"], self.p["d"])
         self.pt, self.pl = pads[0][0], pads[1][0]
         self.fh, self.fw = self.p["f"]
-        self.sh, self.sw = self.p["s"]
-        self.dh, self.dw = self.p["d"]
         self.ho, self.wo = node.shape[1], node.shape[2]
+        self.geometry = (*self.p["s"], self.pt, self.pl, *self.p["d"])  # sh, sw, pt, pl, dh, dw
+        self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
-        self.pointwise = (self.fh, self.fw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0)
+        self.pointwise = (self.fh, self.fw, self.p["s"], self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}
@@ -165,68 +178,101 @@ class ConvOp(Op):
         return shapes
 
     def init(self, rng):
-        fan_in = self.cin // self.groups * self.fh * self.fw
         fan_out = self.filters // self.groups * self.fh * self.fw
-        init.weights(self.params["weight"], self.p["init"], fan_in, fan_out, rng)
+        init.weights(self.params["weight"], self.p["init"], self.rows, fan_out, rng)
         if "bias" in self.params:
-            init.bias(self.params["bias"], self.p["init"], fan_in, rng)
-
-    def _geometry(self):
-        return self.sh, self.sw, self.pt, self.pl, self.dh, self.dw
+            init.bias(self.params["bias"], self.p["init"], self.rows, rng)
 
     def forward(self, xs, train, rng):
-        x = xs[0]
-        self.x = x
-        n = x.shape[1]
-        out = self.scratch("out", self.out_shape(n))
+        x = self.x = xs[0]
+        out = self.scratch("out", self.out_shape(x.shape[3]))
         w = self.params["weight"]
         bias = self.params.get("bias")
         if self.groups > 1:
-            b = bias if bias is not None else self.scratch("nobias", (self.filters,))
-            grouped_forward(x, w, b, bias is not None, self.groups, *self._geometry(), out)
+            b = bias if bias is not None else np.zeros(self.filters, self.dtype)
+            grouped_forward(x, w, b, bias is not None, self.groups, *self.geometry, out)
             return out
-        cols = self.columns(x)
+        w2 = w.reshape(self.filters, -1)
         out2 = out.reshape(self.filters, -1)
-        np.matmul(w.reshape(self.filters, -1), cols, out=out2)
-        if bias is not None:
-            out2 += bias[:, None]
+        span = self.wo * x.shape[3]
+
+        def work(worker, runs):
+            for oh0, oh1 in runs:
+                target = out2[:, oh0 * span : oh1 * span]
+                np.matmul(w2, self._columns(worker, oh0, oh1), out=target)
+                if bias is not None:
+                    target += bias[:, None]
+
+        run_parallel(work, self._plan(x.shape[3]))
         return out
 
-    def columns(self, x):
-        n = x.shape[1]
-        if self.pointwise:
-            return x.reshape(self.cin, -1)
-        cols = self.scratch("cols", (self.cin * self.fh * self.fw, n * self.ho * self.wo))
-        im2col(x, self.fh, self.fw, *self._geometry(), self.ho, self.wo, cols)
-        return cols
-
     def backward(self, dy, need):
-        x = self.x
-        w = self.params["weight"]
-        gw = self.grads["weight"]
+        x, w, gw = self.x, self.params["weight"], self.grads["weight"]
         if self.groups > 1:
-            gb = self.grads["bias"] if "bias" in self.grads else self.scratch("nobias_grad", (self.filters,))
-            grouped_backward_weights(x, dy, self.groups, *self._geometry(), gw, gb)
+            gb = self.grads["bias"] if "bias" in self.grads else np.zeros(self.filters, self.dtype)
+            grouped_backward_weights(x, dy, self.groups, *self.geometry, gw, gb)
             if not need[0]:
                 return [None]
             dx = self.scratch("dx", x.shape)
-            grouped_backward_input(w, dy, self.groups, *self._geometry(), dx)
+            grouped_backward_input(w, dy, self.groups, *self.geometry, dx)
             return [dx]
         dy2 = dy.reshape(self.filters, -1)
-        cols = x.reshape(self.cin, -1) if self.pointwise else self._scratch["cols"]  # kept from forward
-        np.matmul(dy2, cols.T, out=gw.reshape(self.filters, -1))
+        w2 = w.reshape(self.filters, -1)
+        span = self.wo * x.shape[3]
+        plan = self._plan(x.shape[3])
+        partial = self.scratch("dw_partial", (len(plan), self.filters, self.rows))
+        product = self.scratch("dw_product", (len(plan), self.filters, self.rows))
+        # Windows of neighbouring output rows overlap, so each worker sums into its own input gradient.
+        dxs = [self.scratch("dx" if i == 0 else f"dx{i}", x.shape) for i in range(len(plan))] if need[0] else None
+
+        def work(worker, runs):
+            partial[worker] = 0
+            if dxs is not None and not self.pointwise:
+                dxs[worker][...] = 0
+            for oh0, oh1 in runs:
+                g = dy2[:, oh0 * span : oh1 * span]
+                np.matmul(g, self._columns(worker, oh0, oh1).T, out=product[worker])
+                partial[worker] += product[worker]
+                if dxs is None:
+                    continue
+                if self.pointwise:  # output row oh is input row oh: no overlap, write in place
+                    np.matmul(w2.T, g, out=dxs[0].reshape(self.cin, -1)[:, oh0 * span : oh1 * span])
+                else:
+                    dcols = self._chunk_buffer("dcols", worker, oh1 - oh0, x.shape[3])
+                    np.matmul(w2.T, g, out=dcols)
+                    col2im(dcols, oh0, oh1, self.fh, self.fw, *self.geometry, self.wo, dxs[worker])
+
+        run_parallel(work, plan)
+        np.sum(partial, axis=0, out=gw.reshape(self.filters, self.rows))
         if "bias" in self.grads:
             np.sum(dy2, axis=1, out=self.grads["bias"])
-        if not need[0]:
+        if dxs is None:
             return [None]
-        dx = self.scratch("dx", x.shape)
+        if not self.pointwise:
+            for extra in dxs[1:]:
+                dxs[0] += extra
+        return [dxs[0]]
+
+    # -- the im2col + GEMM path works on chunks of output rows, each small enough to stay in cache
+
+    def _plan(self, batch: int) -> list[list[tuple[int, int]]]:
+        size = max(1, min(self.ho, CHUNK_VALUES // (self.rows * self.wo * batch)))
+        self.chunk_rows = size
+        return split_work(self.ho, size)
+
+    def _chunk_buffer(self, name: str, worker: int, rows_out: int, batch: int) -> np.ndarray:
+        span = self.wo * batch
+        flat = self.scratch(f"{name}{worker}", (self.rows * self.chunk_rows * span,))
+        return flat[: self.rows * rows_out * span].reshape(self.rows, rows_out * span)
+
+    def _columns(self, worker: int, oh0: int, oh1: int) -> np.ndarray:
+        batch = self.x.shape[3]
+        span = self.wo * batch
         if self.pointwise:
-            np.matmul(w.reshape(self.filters, -1).T, dy2, out=dx.reshape(self.cin, -1))
-            return [dx]
-        dcols = self.scratch("dcols", cols.shape)
-        np.matmul(w.reshape(self.filters, -1).T, dy2, out=dcols)
-        col2im(dcols, self.fh, self.fw, *self._geometry(), self.ho, self.wo, dx)
-        return [dx]
+            return self.x.reshape(self.cin, -1)[:, oh0 * span : oh1 * span]
+        cols = self._chunk_buffer("cols", worker, oh1 - oh0, batch)
+        im2col(self.x, oh0, oh1, self.fh, self.fw, *self.geometry, self.wo, cols)
+        return cols
 
 
 OPS = {"conv": ConvOp}

@@ -9,23 +9,6 @@ from . import init
 from .base import Op
 
 
-def to_matrix(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    """(C, N, H, W) -> (C*H*W, N); a view when H = W = 1, else a copy into `out`."""
-    c, n, h, w = x.shape
-    if h == 1 and w == 1:
-        return x.reshape(c, n)
-    out[...] = x.transpose(0, 2, 3, 1).reshape(c * h * w, n)
-    return out
-
-
-def from_matrix(m: np.ndarray, shape, out: np.ndarray) -> np.ndarray:
-    c, n, h, w = shape
-    if h == 1 and w == 1:
-        return m.reshape(shape)
-    out[...] = m.reshape(c, h, w, n).transpose(0, 3, 1, 2)
-    return out
-
-
 class DenseOp(Op):
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
@@ -46,9 +29,9 @@ class DenseOp(Op):
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
-        n = x.shape[1]
-        self.xm = to_matrix(x, self.scratch("xm", (self.fan_in, n)))
-        out = self.scratch("out", (self.units, n, 1, 1))
+        n = x.shape[3]
+        self.xm = x.reshape(self.fan_in, n)  # CHWN flattens to (C*H*W, N) for free, in PyTorch's order
+        out = self.scratch("out", (self.units, 1, 1, n))
         o2 = out.reshape(self.units, n)
         np.matmul(self.params["weight"], self.xm, out=o2)
         if "bias" in self.params:
@@ -56,29 +39,26 @@ class DenseOp(Op):
         return out
 
     def backward(self, dy, need):
-        n = dy.shape[1]
+        n = dy.shape[3]
         d2 = dy.reshape(self.units, n)
         np.matmul(d2, self.xm.T, out=self.grads["weight"])
         if "bias" in self.grads:
             np.sum(d2, axis=1, out=self.grads["bias"])
         if not need[0]:
             return [None]
-        dm = self.scratch("dm", (self.fan_in, n))
-        np.matmul(self.params["weight"].T, d2, out=dm)
-        return [from_matrix(dm, self.in_shape, self.scratch("dx", self.in_shape))]
+        dx = self.scratch("dx", self.in_shape)
+        np.matmul(self.params["weight"].T, d2, out=dx.reshape(self.fan_in, n))
+        return [dx]
 
 
 class FlattenOp(Op):
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
-        c, n, h, w = x.shape
-        m = to_matrix(x, self.scratch("out", (c * h * w, n)))
-        return m.reshape(c * h * w, n, 1, 1)
+        return x.reshape(-1, 1, 1, x.shape[3])
 
     def backward(self, dy, need):
-        n = dy.shape[1]
-        return [from_matrix(dy.reshape(-1, n), self.in_shape, self.scratch("dx", self.in_shape))]
+        return [dy.reshape(self.in_shape)]
 
 
 OPS = {"fc": DenseOp, "flatten": FlattenOp}

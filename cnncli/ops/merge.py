@@ -1,4 +1,4 @@
-"""Joining branches: element-wise sum, channel concatenation (contiguous slices in CNHW), and the
+"""Joining branches: element-wise sum, channel concatenation (contiguous slices in CHWN), and the
 parameter-free ResNet shortcut (subsample by s, zero-pad the channels)."""
 
 from __future__ import annotations
@@ -43,17 +43,17 @@ class ShortcutOp(Op):
         x = xs[0]
         self.in_shape = x.shape
         s = self.p["s"]
-        out = self.scratch("out", self.out_shape(x.shape[1]))
+        out = self.scratch("out", self.out_shape(x.shape[3]))
         self.front = (out.shape[0] - x.shape[0]) // 2
         out[...] = 0
-        out[self.front : self.front + x.shape[0]] = x[:, :, ::s, ::s]
+        out[self.front : self.front + x.shape[0]] = x[:, ::s, ::s, :]
         return out
 
     def backward(self, dy, need):
         s = self.p["s"]
         dx = self.scratch("dx", self.in_shape)
         dx[...] = 0
-        dx[:, :, ::s, ::s] = dy[self.front : self.front + self.in_shape[0]]
+        dx[:, ::s, ::s, :] = dy[self.front : self.front + self.in_shape[0]]
         return [dx]
 
 

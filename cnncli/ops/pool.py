@@ -1,4 +1,4 @@
-"""Pooling kernels over CNHW planes: max (arg-max routing), average (count_include_pad), L2, global."""
+"""Pooling kernels over CHWN tensors: max (arg-max routing), average (count_include_pad), L2, global."""
 
 from __future__ import annotations
 
@@ -11,52 +11,48 @@ from .base import Op
 
 @njit(parallel=True, cache=True)
 def max_forward(x, fh, fw, sh, sw, pt, pl, out, arg):
-    C, N, H, W = x.shape
-    _, _, ho, wo = out.shape
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
+    """arg holds the arg-max as ih * W + iw, for the backward pass. Ties go to the first, as PyTorch."""
+    C, H, W, N = x.shape
+    _, ho, wo, _ = out.shape
+    for c in prange(C):
         for oh in range(ho):
             h0 = max(oh * sh - pt, 0)
             h1 = min(oh * sh - pt + fh, H)
             for ow in range(wo):
                 w0 = max(ow * sw - pl, 0)
                 w1 = min(ow * sw - pl + fw, W)
-                best = x[c, n, h0, w0]
-                where = h0 * W + w0
+                for n in range(N):
+                    out[c, oh, ow, n] = x[c, h0, w0, n]
+                    arg[c, oh, ow, n] = h0 * W + w0
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
-                        v = x[c, n, ih, iw]
-                        if v > best:
-                            best = v
-                            where = ih * W + iw
-                out[c, n, oh, ow] = best
-                arg[c, n, oh, ow] = where
+                        where = ih * W + iw
+                        for n in range(N):
+                            v = x[c, ih, iw, n]
+                            if v > out[c, oh, ow, n]:
+                                out[c, oh, ow, n] = v
+                                arg[c, oh, ow, n] = where
 
 
 @njit(parallel=True, cache=True)
 def max_backward(dy, arg, dx):
-    C, N, H, W = dx.shape
-    _, _, ho, wo = dy.shape
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
-        plane = dx[c, n]
-        plane[:, :] = 0
+    C, H, W, N = dx.shape
+    _, ho, wo, _ = dy.shape
+    for c in prange(C):
+        dx[c] = 0
         for oh in range(ho):
             for ow in range(wo):
-                a = arg[c, n, oh, ow]
-                plane[a // W, a % W] += dy[c, n, oh, ow]
+                for n in range(N):
+                    a = arg[c, oh, ow, n]
+                    dx[c, a // W, a % W, n] += dy[c, oh, ow, n]
 
 
 @njit(parallel=True, cache=True)
 def sum_forward(x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
     """Average (square=False, divided by PyTorch's count_include_pad window) or L2 (square=True) pooling."""
-    C, N, H, W = x.shape
-    _, _, ho, wo = out.shape
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
+    C, H, W, N = x.shape
+    _, ho, wo, _ = out.shape
+    for c in prange(C):
         for oh in range(ho):
             hs = oh * sh - pt
             he = min(hs + fh, H + pb)
@@ -67,26 +63,28 @@ def sum_forward(x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
                 we = min(ws + fw, W + pr)
                 w0 = max(ws, 0)
                 w1 = min(we, W)
-                acc = x[c, n, 0, 0] * 0
+                for n in range(N):
+                    out[c, oh, ow, n] = 0
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
-                        v = x[c, n, ih, iw]
-                        acc += v * v if square else v
+                        for n in range(N):
+                            v = x[c, ih, iw, n]
+                            out[c, oh, ow, n] += v * v if square else v
                 if square:
-                    out[c, n, oh, ow] = np.sqrt(acc)
+                    for n in range(N):
+                        out[c, oh, ow, n] = np.sqrt(out[c, oh, ow, n])
                 else:
-                    out[c, n, oh, ow] = acc / ((he - hs) * (we - ws))
+                    inv = 1.0 / ((he - hs) * (we - ws))
+                    for n in range(N):
+                        out[c, oh, ow, n] *= inv
 
 
 @njit(parallel=True, cache=True)
 def sum_backward(dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
-    C, N, H, W = dx.shape
-    _, _, ho, wo = dy.shape
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
-        plane = dx[c, n]
-        plane[:, :] = 0
+    C, H, W, N = dx.shape
+    _, ho, wo, _ = dy.shape
+    for c in prange(C):
+        dx[c] = 0
         for oh in range(ho):
             hs = oh * sh - pt
             he = min(hs + fh, H + pb)
@@ -97,57 +95,59 @@ def sum_backward(dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
                 we = min(ws + fw, W + pr)
                 w0 = max(ws, 0)
                 w1 = min(we, W)
-                g = dy[c, n, oh, ow]
-                if square:
-                    norm = y[c, n, oh, ow]
-                    if norm > 0:
-                        for ih in range(h0, h1):
-                            for iw in range(w0, w1):
-                                plane[ih, iw] += g * x[c, n, ih, iw] / norm
-                else:
-                    share = g / ((he - hs) * (we - ws))
-                    for ih in range(h0, h1):
-                        for iw in range(w0, w1):
-                            plane[ih, iw] += share
+                inv = 1.0 / ((he - hs) * (we - ws))
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        for n in range(N):
+                            g = dy[c, oh, ow, n]
+                            if square:
+                                norm = y[c, oh, ow, n]
+                                if norm > 0:
+                                    dx[c, ih, iw, n] += g * x[c, ih, iw, n] / norm
+                            else:
+                                dx[c, ih, iw, n] += g * inv
 
 
 @njit(parallel=True, cache=True)
 def global_forward(x, use_max, out, arg):
-    C, N, H, W = x.shape
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
-        if use_max:
-            best = x[c, n, 0, 0]
-            where = 0
-            for ih in range(H):
-                for iw in range(W):
-                    if x[c, n, ih, iw] > best:
-                        best = x[c, n, ih, iw]
-                        where = ih * W + iw
-            out[c, n, 0, 0] = best
-            arg[c, n, 0, 0] = where
-        else:
-            acc = 0.0
-            for ih in range(H):
-                for iw in range(W):
-                    acc += x[c, n, ih, iw]
-            out[c, n, 0, 0] = acc / (H * W)
+    C, H, W, N = x.shape
+    for c in prange(C):
+        for n in range(N):
+            out[c, 0, 0, n] = x[c, 0, 0, n]
+            arg[c, 0, 0, n] = 0
+        for ih in range(H):
+            for iw in range(W):
+                if ih == 0 and iw == 0:
+                    continue
+                for n in range(N):
+                    v = x[c, ih, iw, n]
+                    if use_max:
+                        if v > out[c, 0, 0, n]:
+                            out[c, 0, 0, n] = v
+                            arg[c, 0, 0, n] = ih * W + iw
+                    else:
+                        out[c, 0, 0, n] += v
+        if not use_max:
+            inv = 1.0 / (H * W)
+            for n in range(N):
+                out[c, 0, 0, n] *= inv
 
 
 @njit(parallel=True, cache=True)
 def global_backward(dy, arg, use_max, dx):
-    C, N, H, W = dx.shape
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
-        g = dy[c, n, 0, 0]
+    C, H, W, N = dx.shape
+    for c in prange(C):
         if use_max:
-            dx[c, n] = 0
-            a = arg[c, n, 0, 0]
-            dx[c, n, a // W, a % W] = g
+            dx[c] = 0
+            for n in range(N):
+                a = arg[c, 0, 0, n]
+                dx[c, a // W, a % W, n] = dy[c, 0, 0, n]
         else:
-            dx[c, n] = g / (H * W)
+            inv = 1.0 / (H * W)
+            for ih in range(H):
+                for iw in range(W):
+                    for n in range(N):
+                        dx[c, ih, iw, n] = dy[c, 0, 0, n] * inv
 
 
 class _Window(Op):
@@ -166,7 +166,7 @@ class MaxPoolOp(_Window):
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
-        out = self.scratch("out", self.out_shape(x.shape[1]))
+        out = self.scratch("out", self.out_shape(x.shape[3]))
         self.arg = self.scratch("arg", out.shape, np.int32)
         max_forward(x, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, out, self.arg)
         return out
@@ -180,7 +180,7 @@ class MaxPoolOp(_Window):
 class SumPoolOp(_Window):
     def forward(self, xs, train, rng):
         self.x = xs[0]
-        self.y = out = self.scratch("out", self.out_shape(self.x.shape[1]))
+        self.y = out = self.scratch("out", self.out_shape(self.x.shape[3]))
         sum_forward(self.x, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, self.pb, self.pr, self.square, out)
         return out
 
@@ -199,7 +199,7 @@ class GlobalPoolOp(Op):
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
-        out = self.scratch("out", self.out_shape(x.shape[1]))
+        out = self.scratch("out", self.out_shape(x.shape[3]))
         self.arg = self.scratch("arg", out.shape, np.int32)
         global_forward(x, self.node.kind.name == "gmp", out, self.arg)
         return out

@@ -176,7 +176,7 @@ def _branch_labels(tree: list[TreeItem], label: str | None = None, out: dict | N
 # ----------------------------------------------------------------------------- loading
 
 
-def load(path: str | Path, strict: bool = False) -> Spec:
+def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -188,10 +188,11 @@ def load(path: str | Path, strict: bool = False) -> Spec:
         raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", "a spec is a YAML text file") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
-    return loads(text, str(path), strict=strict)
+    return loads(text, str(path), strict=strict, input_shape=input_shape)
 
 
-def loads(text: str, file: str = "<spec>", strict: bool = False) -> Spec:
+def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:
+    """Parse and check spec text. `input_shape` (e.g. "3x32x32") replaces the spec's input."""
     root = yamlsrc.load(text, file)
     if not isinstance(root.value, dict):
         raise UserError(f"a spec is a mapping of settings, not {type_name(root.value)}",
@@ -207,7 +208,8 @@ def loads(text: str, file: str = "<spec>", strict: bool = False) -> Spec:
         if key not in doc:
             raise UserError(f"the spec has no `{key}:`", f"add `{key}:` - {TOP_LEVEL[key]}", Where(file, 1, 1))
     name = _name(doc.get("name"), file)
-    input_shape = _input(doc["input"])
+    given = doc["input"] if input_shape is None else yamlsrc.Node(input_shape, Where("--input"))
+    input_shape = _input(given)
     classes = _count(doc.get("classes"), "classes")
     output = _count(doc.get("output"), "output")
     if classes is not None and output is not None:

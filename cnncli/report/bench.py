@@ -1,0 +1,31 @@
+"""The `cnn bench` report."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from ..layers.base import describe_shape
+
+
+def show(r: dict, out: Console) -> None:
+    t = Table(box=box.SIMPLE_HEAD if out.is_terminal else box.ASCII2, show_edge=False, pad_edge=False,
+              title=f"{r['name']}: batch {r['batch']}, {r['threads']} threads, mean of {r['steps']} steps",
+              title_justify="left")
+    for col, justify in (("layer", "left"), ("type", "left"), ("output", "right"), ("forward ms", "right"),
+                         ("backward ms", "right"), ("share", "right")):
+        t.add_column(col, justify=justify, no_wrap=True)
+    for layer in r["layers"]:
+        t.add_row(layer["name"], layer["type"], describe_shape(layer["output"]), f"{layer['forward_ms']:.3f}",
+                  f"{layer['backward_ms']:.3f}", f"{100 * layer['share']:.1f}%")
+    out.print(t)
+    out.print()
+    lines = [
+        f"training step: {r['train_step_ms']:.2f} ms = {r['train_samples_per_s']:,.0f} samples/s "
+        f"(loss and optimizer {r['loss_and_optimizer_ms']:.2f} ms)",
+        f"inference:     {r['inference_ms']:.2f} ms = {r['inference_samples_per_s']:,.0f} samples/s",
+        f"first step:    {r['first_step_s']:.2f} s (model build, Numba compilation or cache load, first run)",
+    ]
+    for line in lines:
+        out.print(line, markup=False)
