@@ -4,16 +4,16 @@ smoothing as PyTorch defines it), MSE and MAE (means over all values, as PyTorch
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def cross_entropy(logits, labels, smoothing, grad):
     """Mean loss over the batch; grad gets d(mean loss)/d(logits). Returns (loss, correct)."""
     K, N = logits.shape
     total = 0.0
     correct = 0
-    for n in prange(N):
+    for n in range(N):
         top = logits[0, n]
         best = 0
         for k in range(1, K):
@@ -36,13 +36,13 @@ def cross_entropy(logits, labels, smoothing, grad):
     return total / N, correct
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def regression(pred, target, absolute, grad):
     """MSE (absolute=False) or MAE over all values; target is (N, K), pred and grad (K, N)."""
     K, N = pred.shape
     total = 0.0
     count = K * N
-    for n in prange(N):
+    for n in range(N):
         for k in range(K):
             d = pred[k, n] - target[n, k]
             if absolute:

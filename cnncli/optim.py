@@ -10,29 +10,31 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .ops.threads import parallel_values
 
 
-@njit(parallel=True, cache=True)
-def _l1(p, g, l1):
-    for i in prange(p.size):
+@njit(nogil=True, cache=True)
+def _l1(lo, hi, p, g, l1):
+    for i in range(lo, hi):
         if p[i] > 0:
             g[i] += l1
         elif p[i] < 0:
             g[i] -= l1
 
 
-@njit(parallel=True, cache=True)
-def _sum_squares(g):
+@njit(nogil=True, cache=True)
+def _sum_squares(lo, hi, g):
     total = 0.0
-    for i in prange(g.size):
+    for i in range(lo, hi):
         total += g[i] * g[i]
     return total
 
 
-@njit(parallel=True, cache=True)
-def _sgd(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
-    for i in prange(p.size):
+@njit(nogil=True, cache=True)
+def _sgd(lo, hi, p, g, buf, lr, momentum, dampening, nesterov, wd, first):
+    for i in range(lo, hi):
         d = g[i] + wd * p[i]
         if momentum != 0:
             if first:
@@ -44,11 +46,11 @@ def _sgd(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
         p[i] -= lr * d
 
 
-@njit(parallel=True, cache=True)
-def _adam(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2_sqrt):
+@njit(nogil=True, cache=True)
+def _adam(lo, hi, p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2_sqrt):
     step = lr / bias1
     keep = 1 - lr * wd
-    for i in prange(p.size):
+    for i in range(lo, hi):
         d = g[i]
         if decoupled:
             p[i] *= keep
@@ -61,9 +63,9 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2_sqrt):
         p[i] -= step * mi / (np.sqrt(vi) / bias2_sqrt + eps)
 
 
-@njit(parallel=True, cache=True)
-def _rmsprop(p, g, sq, buf, lr, alpha, eps, momentum, wd):
-    for i in prange(p.size):
+@njit(nogil=True, cache=True)
+def _rmsprop(lo, hi, p, g, sq, buf, lr, alpha, eps, momentum, wd):
+    for i in range(lo, hi):
         d = g[i] + wd * p[i]
         s = alpha * sq[i] + (1 - alpha) * d * d
         sq[i] = s
@@ -99,9 +101,9 @@ class Optimizer:
     def step(self) -> None:
         p, g, s, t = self.params, self.grads, self.settings, self._t
         if self.l1:
-            _l1(p, g, t(self.l1))
+            parallel_values(_l1, p.size, p, g, t(self.l1))
         if self.clip:
-            norm = math.sqrt(_sum_squares(g))
+            norm = math.sqrt(sum(parallel_values(_sum_squares, g.size, g)))
             self.last_grad_norm = norm
             if norm > self.clip:
                 g *= t(self.clip / (norm + 1e-6))  # PyTorch's clip_grad_norm_
@@ -109,14 +111,14 @@ class Optimizer:
         wd = t(s.get("weight_decay", 0.0))
         lr = t(self.lr)
         if self.name == "sgd":
-            _sgd(p, g, self.state["momentum_buffer"], lr, t(s["momentum"]), t(s["dampening"]), s["nesterov"], wd,
+            parallel_values(_sgd, p.size, p, g, self.state["momentum_buffer"], lr, t(s["momentum"]), t(s["dampening"]), s["nesterov"], wd,
                  self.steps == 1)
         elif self.name in ("adam", "adamw"):
             b1, b2 = s["beta1"], s["beta2"]
-            _adam(p, g, self.state["exp_avg"], self.state["exp_avg_sq"], lr, t(b1), t(b2), t(s["eps"]), wd,
+            parallel_values(_adam, p.size, p, g, self.state["exp_avg"], self.state["exp_avg_sq"], lr, t(b1), t(b2), t(s["eps"]), wd,
                   self.name == "adamw", t(1 - b1 ** self.steps), t(math.sqrt(1 - b2 ** self.steps)))
         else:
-            _rmsprop(p, g, self.state["square_avg"], self.state["momentum_buffer"], lr, t(s["alpha"]), t(s["eps"]),
+            parallel_values(_rmsprop, p.size, p, g, self.state["square_avg"], self.state["momentum_buffer"], lr, t(s["alpha"]), t(s["eps"]),
                      t(s["momentum"]), wd)
 
 

@@ -4,12 +4,12 @@ chunks shared among worker threads. For groups and depthwise: direct Numba kerne
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..layers.conv import window_output
 from . import init
 from .base import Op
-from .threads import run_parallel, split_work
+from .threads import parallel, run_parallel, split_work
 
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
@@ -17,8 +17,12 @@ CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 @njit(nogil=True, cache=True)
 def im2col(x, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
     """cols[(c, i, j), (oh - oh0, ow, n)] for output rows oh0..oh1-1 of a CHWN input. The valid
-    columns of each kernel offset are computed once; the innermost copy runs over the batch."""
+    columns of each kernel offset are computed once; with stride 1 each output row is one
+    contiguous copy of (valid width) x N values."""
     C, H, W, N = x.shape
+    flat = x.reshape(-1)
+    out = cols.reshape(-1)
+    width = cols.shape[1]
     span = wo * N
     for c in range(C):
         for i in range(fh):
@@ -29,26 +33,30 @@ def im2col(x, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
                 hi = min(max((W - off + sw - 1) // sw, lo), wo)  # first ow whose iw >= W
                 for oh in range(oh0, oh1):
                     ih = oh * sh - pt + i * dh
-                    base = (oh - oh0) * span
+                    dst = r * width + (oh - oh0) * span
                     if ih < 0 or ih >= H:
-                        for q in range(span):
-                            cols[r, base + q] = 0
+                        out[dst : dst + span] = 0
                         continue
-                    for q in range(lo * N):
-                        cols[r, base + q] = 0
-                    for ow in range(lo, hi):
-                        iw = ow * sw + off
-                        b = base + ow * N
-                        for n in range(N):
-                            cols[r, b + n] = x[c, ih, iw, n]
-                    for q in range(hi * N, span):
-                        cols[r, base + q] = 0
+                    out[dst : dst + lo * N] = 0
+                    row = (c * H + ih) * W * N
+                    if sw == 1:
+                        src = row + (lo + off) * N
+                        count = (hi - lo) * N
+                        out[dst + lo * N : dst + lo * N + count] = flat[src : src + count]
+                    else:
+                        for ow in range(lo, hi):
+                            src = row + (ow * sw + off) * N
+                            out[dst + ow * N : dst + ow * N + N] = flat[src : src + N]
+                    out[dst + hi * N : dst + span] = 0
 
 
 @njit(nogil=True, cache=True)
 def col2im(cols, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
     """The adjoint of im2col: adds the columns of output rows oh0..oh1-1 into dx (not zeroed here)."""
     C, H, W, N = dx.shape
+    flat = dx.reshape(-1)
+    src = cols.reshape(-1)
+    width = cols.shape[1]
     span = wo * N
     for c in range(C):
         for i in range(fh):
@@ -61,22 +69,28 @@ def col2im(cols, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
                     ih = oh * sh - pt + i * dh
                     if ih < 0 or ih >= H:
                         continue
-                    base = (oh - oh0) * span
-                    for ow in range(lo, hi):
-                        iw = ow * sw + off
-                        b = base + ow * N
-                        for n in range(N):
-                            dx[c, ih, iw, n] += cols[r, b + n]
+                    base = r * width + (oh - oh0) * span
+                    row = (c * H + ih) * W * N
+                    if sw == 1:
+                        dst = row + (lo + off) * N
+                        count = (hi - lo) * N
+                        flat[dst : dst + count] += src[base + lo * N : base + lo * N + count]
+                    else:
+                        for ow in range(lo, hi):
+                            dst = row + (ow * sw + off) * N
+                            first = base + ow * N
+                            for n in range(N):
+                                flat[dst + n] += src[first + n]
 
 
-@njit(parallel=True, cache=True)
-def grouped_forward(x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, out):
+@njit(nogil=True, cache=True)
+def grouped_forward(lo, hi, x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, out):
     K, ho, wo, N = out.shape
     C, H, W, _ = x.shape
     kg = K // groups
     cg = C // groups
     fh, fw = w.shape[2], w.shape[3]
-    for k in prange(K):
+    for k in range(lo, hi):
         c0 = (k // kg) * cg
         for oh in range(ho):
             for ow in range(wo):
@@ -96,14 +110,14 @@ def grouped_forward(x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, out):
                                 out[k, oh, ow, n] += wt * x[c0 + cl, ih, iw, n]
 
 
-@njit(parallel=True, cache=True)
-def grouped_backward_weights(x, dy, groups, sh, sw, pt, pl, dh, dw, dw_out, db_out):
+@njit(nogil=True, cache=True)
+def grouped_backward_weights(lo, hi, x, dy, groups, sh, sw, pt, pl, dh, dw, dw_out, db_out):
     K, ho, wo, N = dy.shape
     C, H, W, _ = x.shape
     kg = K // groups
     cg = C // groups
     fh, fw = dw_out.shape[2], dw_out.shape[3]
-    for k in prange(K):
+    for k in range(lo, hi):
         c0 = (k // kg) * cg
         total = 0.0
         for oh in range(ho):
@@ -128,14 +142,14 @@ def grouped_backward_weights(x, dy, groups, sh, sw, pt, pl, dh, dw, dw_out, db_o
                     dw_out[k, cl, i, j] = acc
 
 
-@njit(parallel=True, cache=True)
-def grouped_backward_input(w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
+@njit(nogil=True, cache=True)
+def grouped_backward_input(lo, hi, w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
     K, ho, wo, N = dy.shape
     C, H, W, _ = dx.shape
     kg = K // groups
     cg = C // groups
     fh, fw = w.shape[2], w.shape[3]
-    for c in prange(C):
+    for c in range(lo, hi):
         g = c // cg
         cl = c - g * cg
         dx[c] = 0
@@ -190,7 +204,7 @@ class ConvOp(Op):
         bias = self.params.get("bias")
         if self.groups > 1:
             b = bias if bias is not None else np.zeros(self.filters, self.dtype)
-            grouped_forward(x, w, b, bias is not None, self.groups, *self.geometry, out)
+            parallel(grouped_forward, self.filters, x, w, b, bias is not None, self.groups, *self.geometry, out)
             return out
         w2 = w.reshape(self.filters, -1)
         out2 = out.reshape(self.filters, -1)
@@ -210,11 +224,11 @@ class ConvOp(Op):
         x, w, gw = self.x, self.params["weight"], self.grads["weight"]
         if self.groups > 1:
             gb = self.grads["bias"] if "bias" in self.grads else np.zeros(self.filters, self.dtype)
-            grouped_backward_weights(x, dy, self.groups, *self.geometry, gw, gb)
+            parallel(grouped_backward_weights, self.filters, x, dy, self.groups, *self.geometry, gw, gb)
             if not need[0]:
                 return [None]
             dx = self.scratch("dx", x.shape)
-            grouped_backward_input(w, dy, self.groups, *self.geometry, dx)
+            parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
             return [dx]
         dy2 = dy.reshape(self.filters, -1)
         w2 = w.reshape(self.filters, -1)

@@ -4,15 +4,16 @@ estimate, momentum 0.1) and local response norm (PyTorch's formula), over CNHW t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .base import Op
+from .threads import parallel
 
 
-@njit(parallel=True, cache=True)
-def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var, invstd):
+@njit(nogil=True, cache=True)
+def bn_train_forward(lo, hi, x, gamma, beta, eps, y, xhat, mean, var, invstd):
     C, M = x.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         s = 0.0
         for i in range(M):
             s += x[c, i]
@@ -35,10 +36,10 @@ def bn_train_forward(x, gamma, beta, eps, y, xhat, mean, var, invstd):
             y[c, i] = h * gamma[c] + b
 
 
-@njit(parallel=True, cache=True)
-def bn_eval_forward(x, gamma, beta, mean, var, eps, y, xhat):
+@njit(nogil=True, cache=True)
+def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, y, xhat):
     C, M = x.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         inv = x.dtype.type(1.0 / np.sqrt(var[c] + eps))
         mu = mean[c]
         for i in range(M):
@@ -47,10 +48,10 @@ def bn_eval_forward(x, gamma, beta, mean, var, eps, y, xhat):
             y[c, i] = h * gamma[c] + beta[c]
 
 
-@njit(parallel=True, cache=True)
-def bn_backward(dy, xhat, gamma, invstd, train, dx, dgamma, dbeta):
+@njit(nogil=True, cache=True)
+def bn_backward(lo, hi, dy, xhat, gamma, invstd, train, dx, dgamma, dbeta):
     C, M = dy.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         sg = 0.0
         sb = 0.0
         for i in range(M):
@@ -116,7 +117,7 @@ class BatchNormOp(Op):
                                 "use a batch of at least 2 samples")
             mean = self.scratch("mean", (self.channels,), np.float64)
             var = self.scratch("var", (self.channels,), np.float64)
-            bn_train_forward(x2, gamma, beta, eps, y.reshape(x2.shape), self.xhat, mean, var, self.invstd)
+            parallel(bn_train_forward, self.channels, x2, gamma, beta, eps, y.reshape(x2.shape), self.xhat, mean, var, self.invstd)
             m = self.p["momentum"]
             count = x2.shape[1]
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
@@ -124,7 +125,7 @@ class BatchNormOp(Op):
             rv[...] = (1 - m) * rv + m * var * (count / (count - 1))
         else:
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            bn_eval_forward(x2, gamma, beta, rm, rv, eps, y.reshape(x2.shape), self.xhat)
+            parallel(bn_eval_forward, self.channels, x2, gamma, beta, rm, rv, eps, y.reshape(x2.shape), self.xhat)
             self.invstd[...] = 1.0 / np.sqrt(rv.astype(np.float64) + eps)
         return y
 
@@ -136,44 +137,49 @@ class BatchNormOp(Op):
         if dgamma is None:
             dgamma = self.scratch("dgamma", (self.channels,))
             dbeta = self.scratch("dbeta", (self.channels,))
-        bn_backward(dy.reshape(self.channels, -1), self.xhat, gamma, self.invstd, self.train,
+        parallel(bn_backward, self.channels, dy.reshape(self.channels, -1), self.xhat, gamma, self.invstd, self.train,
                     dx.reshape(self.channels, -1), dgamma, dbeta)
         return [dx]
 
 
-@njit(parallel=True, cache=True)
-def lrn_forward(x, size, alpha, beta, k, y, scale):
+@njit(nogil=True, cache=True)
+def lrn_forward(lo, hi, x, size, alpha, beta, k, y, scale):
     C, M = x.shape
     before = size // 2
     after = (size - 1) // 2
     coef = alpha / size
-    for c in prange(C):
-        lo = max(c - before, 0)
-        hi = min(c + after, C - 1)
+    for c in range(lo, hi):
+        first = max(c - before, 0)
+        last = min(c + after, C - 1)
         for i in range(M):
             s = 0.0
-            for cc in range(lo, hi + 1):
+            for cc in range(first, last + 1):
                 s += x[cc, i] * x[cc, i]
             sc = k + coef * s
             scale[c, i] = sc
             y[c, i] = x[c, i] * sc ** (-beta)
 
 
-@njit(parallel=True, cache=True)
-def lrn_backward(dy, x, scale, size, alpha, beta, t, dx):
+@njit(nogil=True, cache=True)
+def lrn_backward_terms(lo, hi, dy, x, scale, beta, t):
+    C, M = x.shape
+    for c in range(lo, hi):
+        for i in range(M):
+            t[c, i] = dy[c, i] * x[c, i] * scale[c, i] ** (-beta - 1.0)
+
+
+@njit(nogil=True, cache=True)
+def lrn_backward(lo, hi, dy, x, scale, size, alpha, beta, t, dx):
     C, M = x.shape
     before = size // 2
     after = (size - 1) // 2
-    for c in prange(C):
-        for i in range(M):
-            t[c, i] = dy[c, i] * x[c, i] * scale[c, i] ** (-beta - 1.0)
     coef = 2.0 * alpha * beta / size
-    for c in prange(C):
-        lo = max(c - after, 0)  # the channels whose window contains c
-        hi = min(c + before, C - 1)
+    for c in range(lo, hi):
+        first = max(c - after, 0)  # the channels whose window contains c
+        last = min(c + before, C - 1)
         for i in range(M):
             s = 0.0
-            for cc in range(lo, hi + 1):
+            for cc in range(first, last + 1):
                 s += t[cc, i]
             dx[c, i] = dy[c, i] * scale[c, i] ** (-beta) - coef * x[c, i] * s
 
@@ -185,7 +191,7 @@ class LRNOp(Op):
         c = x.shape[0]
         y = self.scratch("out", x.shape)
         self.sc = self.scratch("scale", (c, x.size // c))
-        lrn_forward(x.reshape(c, -1), self.p["size"], self.p["alpha"], self.p["beta"], self.p["k"],
+        parallel(lrn_forward, c, x.reshape(c, -1), self.p["size"], self.p["alpha"], self.p["beta"], self.p["k"],
                     y.reshape(c, -1), self.sc)
         return y
 
@@ -194,8 +200,9 @@ class LRNOp(Op):
         c = x.shape[0]
         dx = self.scratch("dx", x.shape)
         t = self.scratch("t", self.sc.shape)
-        lrn_backward(dy.reshape(c, -1), x.reshape(c, -1), self.sc, self.p["size"], self.p["alpha"], self.p["beta"],
-                     t, dx.reshape(c, -1))
+        parallel(lrn_backward_terms, c, dy.reshape(c, -1), x.reshape(c, -1), self.sc, self.p["beta"], t)
+        parallel(lrn_backward, c, dy.reshape(c, -1), x.reshape(c, -1), self.sc, self.p["size"], self.p["alpha"],
+                 self.p["beta"], t, dx.reshape(c, -1))
         return [dx]
 
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..layers.conv import window_output
 from .base import Op
+from .threads import parallel
 
 
-@njit(parallel=True, cache=True)
-def max_forward(x, fh, fw, sh, sw, pt, pl, out, arg):
+@njit(nogil=True, cache=True)
+def max_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, out, arg):
     """arg holds the arg-max as ih * W + iw, for the backward pass. Ties go to the first, as PyTorch."""
     C, H, W, N = x.shape
     _, ho, wo, _ = out.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         for oh in range(ho):
             h0 = max(oh * sh - pt, 0)
             h1 = min(oh * sh - pt + fh, H)
@@ -34,11 +35,11 @@ def max_forward(x, fh, fw, sh, sw, pt, pl, out, arg):
                                 arg[c, oh, ow, n] = where
 
 
-@njit(parallel=True, cache=True)
-def max_backward(dy, arg, dx):
+@njit(nogil=True, cache=True)
+def max_backward(lo, hi, dy, arg, dx):
     C, H, W, N = dx.shape
     _, ho, wo, _ = dy.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         dx[c] = 0
         for oh in range(ho):
             for ow in range(wo):
@@ -47,12 +48,12 @@ def max_backward(dy, arg, dx):
                     dx[c, a // W, a % W, n] += dy[c, oh, ow, n]
 
 
-@njit(parallel=True, cache=True)
-def sum_forward(x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
+@njit(nogil=True, cache=True)
+def sum_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
     """Average (square=False, divided by PyTorch's count_include_pad window) or L2 (square=True) pooling."""
     C, H, W, N = x.shape
     _, ho, wo, _ = out.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         for oh in range(ho):
             hs = oh * sh - pt
             he = min(hs + fh, H + pb)
@@ -79,11 +80,11 @@ def sum_forward(x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
                         out[c, oh, ow, n] *= inv
 
 
-@njit(parallel=True, cache=True)
-def sum_backward(dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
+@njit(nogil=True, cache=True)
+def sum_backward(lo, hi, dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
     C, H, W, N = dx.shape
     _, ho, wo, _ = dy.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         dx[c] = 0
         for oh in range(ho):
             hs = oh * sh - pt
@@ -108,10 +109,10 @@ def sum_backward(dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
                                 dx[c, ih, iw, n] += g * inv
 
 
-@njit(parallel=True, cache=True)
-def global_forward(x, use_max, out, arg):
+@njit(nogil=True, cache=True)
+def global_forward(lo, hi, x, use_max, out, arg):
     C, H, W, N = x.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         for n in range(N):
             out[c, 0, 0, n] = x[c, 0, 0, n]
             arg[c, 0, 0, n] = 0
@@ -133,10 +134,10 @@ def global_forward(x, use_max, out, arg):
                 out[c, 0, 0, n] *= inv
 
 
-@njit(parallel=True, cache=True)
-def global_backward(dy, arg, use_max, dx):
+@njit(nogil=True, cache=True)
+def global_backward(lo, hi, dy, arg, use_max, dx):
     C, H, W, N = dx.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         if use_max:
             dx[c] = 0
             for n in range(N):
@@ -168,12 +169,12 @@ class MaxPoolOp(_Window):
         self.in_shape = x.shape
         out = self.scratch("out", self.out_shape(x.shape[3]))
         self.arg = self.scratch("arg", out.shape, np.int32)
-        max_forward(x, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, out, self.arg)
+        parallel(max_forward, x.shape[0], x, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, out, self.arg)
         return out
 
     def backward(self, dy, need):
         dx = self.scratch("dx", self.in_shape)
-        max_backward(dy, self.arg, dx)
+        parallel(max_backward, dx.shape[0], dy, self.arg, dx)
         return [dx]
 
 
@@ -181,12 +182,12 @@ class SumPoolOp(_Window):
     def forward(self, xs, train, rng):
         self.x = xs[0]
         self.y = out = self.scratch("out", self.out_shape(self.x.shape[3]))
-        sum_forward(self.x, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, self.pb, self.pr, self.square, out)
+        parallel(sum_forward, out.shape[0], self.x, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, self.pb, self.pr, self.square, out)
         return out
 
     def backward(self, dy, need):
         dx = self.scratch("dx", self.x.shape)
-        sum_backward(dy, self.x, self.y, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, self.pb, self.pr,
+        parallel(sum_backward, dx.shape[0], dy, self.x, self.y, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, self.pb, self.pr,
                      self.square, dx)
         return [dx]
 
@@ -201,12 +202,12 @@ class GlobalPoolOp(Op):
         self.in_shape = x.shape
         out = self.scratch("out", self.out_shape(x.shape[3]))
         self.arg = self.scratch("arg", out.shape, np.int32)
-        global_forward(x, self.node.kind.name == "gmp", out, self.arg)
+        parallel(global_forward, x.shape[0], x, self.node.kind.name == "gmp", out, self.arg)
         return out
 
     def backward(self, dy, need):
         dx = self.scratch("dx", self.in_shape)
-        global_backward(dy, self.arg, self.node.kind.name == "gmp", dx)
+        parallel(global_backward, dx.shape[0], dy, self.arg, self.node.kind.name == "gmp", dx)
         return [dx]
 
 
