@@ -64,8 +64,10 @@ class _Probe:
 
 
 def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float = 1e-6,
-          train: bool = True) -> list[LayerCheck]:
-    model = Model(spec, np.float64, seed)
+          train: bool = True, fuse: bool = False) -> list[LayerCheck]:
+    """Per-layer checks need every layer on its own (fuse=False); fuse=True checks the fused
+    kernels the trainer runs (a fused layer's error then shows at the op that absorbed it)."""
+    model = Model(spec, np.float64, seed, fuse=fuse)
     rng = np.random.default_rng(seed + 1)
     c, hh, ww = spec.input
     x = rng.normal(0, 1, (c, hh, ww, batch))  # the engine's CHWN layout

@@ -18,17 +18,21 @@ import numpy as np
 
 from .errors import UserError
 from .ops import OPS, Op
+from .ops.base import Fused
+from .ops.norm import RELU, RELU6, BatchNormOp
 from .spec import Spec, load, loads
 from .spec.graph import INPUT
 
 
 class Model:
-    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0):
+    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0, fuse: bool = True):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
         self.ops: list[Op] = [OPS[node.kind.name](node, self.dtype) for node in spec.nodes]
+        if fuse:
+            self._fuse()
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
         total = sum(prod(shape) for _, _, shape in layout)
         self.flat_params = np.zeros(total, self.dtype)
@@ -53,6 +57,25 @@ class Model:
         self._outputs: list[np.ndarray] = []
         self._accumulators: dict[int, np.ndarray] = {}
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
+
+    def _fuse(self) -> None:
+        """bn -> relu (or relu6) becomes one pass over memory when the relu is the bn's only reader.
+        The result is the same; `cnn gradcheck` checks both forms."""
+        readers: dict[int, list[int]] = {}
+        for op in self.ops:
+            for i in op.node.inputs:
+                readers.setdefault(i, []).append(op.node.index)
+        for op in self.ops:
+            if not isinstance(op, BatchNormOp):
+                continue
+            after = readers.get(op.node.index, [])
+            if len(after) != 1:
+                continue
+            nxt = self.ops[after[0]]
+            act = {"relu": RELU, "relu6": RELU6}.get(nxt.node.kind.name)
+            if act is not None and nxt.node.inputs == [op.node.index]:
+                op.act = act
+                self.ops[after[0]] = Fused(nxt.node, self.dtype, op)
 
     @classmethod
     def from_spec(cls, source: str | Path | Spec, dtype=np.float32, seed: int = 0) -> "Model":

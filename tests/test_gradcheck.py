@@ -87,3 +87,32 @@ def test_whole_network_with_residuals_and_concatenation():
     results = check(spec, batch=2, entries=6)
     assert len(results) == len(spec.nodes)
     assert max(r.worst for r in results) < TOLERANCE
+
+
+# Every bn reads a conv: in eval mode a bn after a relu would pass exact zeros to the next relu,
+# whose kink finite differences cannot measure.
+FUSABLE = ("input: 3x6x6\nnet: conv k=4 f=3 p=1 -> bn -> relu -> conv k=4 f=3 p=1 -> bn -> relu6 -> conv k=4 f=1 "
+           "-> add(bn -> relu | id) -> fc 3\n")
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_fused_batch_norm_activation_backward(train):
+    results = check(loads(FUSABLE), batch=3, entries=10, fuse=True, train=train)
+    assert max(r.worst for r in results) < TOLERANCE
+
+
+def test_fusion_changes_nothing_but_speed():
+    import numpy as np
+
+    from cnncli.model import Model
+
+    spec = loads(FUSABLE)
+    fused, plain = Model(spec, np.float64, seed=1), Model(spec, np.float64, seed=1, fuse=False)
+    assert [type(op).__name__ for op in fused.ops].count("Fused") == 3
+    x = np.random.default_rng(0).normal(0, 1, (4, 3, 6, 6))
+    for train in (True, False):
+        np.testing.assert_allclose(fused.forward(x, train), plain.forward(x, train), rtol=1e-12)
+        dy = np.random.default_rng(1).normal(0, 1, (4, 3))
+        np.testing.assert_allclose(fused.backward(dy, True), plain.backward(dy, True), rtol=1e-10, atol=1e-12)
+        for name, g in fused.grads().items():
+            np.testing.assert_allclose(g, plain.grad(name), rtol=1e-10, atol=1e-12)

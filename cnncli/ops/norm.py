@@ -1,78 +1,110 @@
 """Batch norm (PyTorch's definition: biased variance to normalise, unbiased for the running
-estimate, momentum 0.1) and local response norm (PyTorch's formula), over CNHW tensors."""
+estimate, momentum 0.1) and local response norm (PyTorch's formula), over CHWN tensors."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
+from ..errors import UserError
 from .base import Op
 from .threads import parallel
 
 
-@njit(nogil=True, cache=True)
-def bn_train_forward(lo, hi, x, gamma, beta, eps, y, xhat, mean, var, invstd):
-    C, M = x.shape
+# Batch norm kernels work per channel on the (C, M) view, M = H*W*N. They keep no normalised copy
+# of x: backward recomputes it, which costs less than writing and reading one. `act` fuses a
+# following ReLU (1) or ReLU6 (2) into the same pass (see Model's fusion of bn -> relu).
+
+NO_ACT, RELU, RELU6 = 0, 1, 2
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _affine(xc, scale, shift, act, yc):
+    a = xc.dtype.type(scale)
+    b = xc.dtype.type(shift)
+    z = xc.dtype.type(0)
+    six = xc.dtype.type(6)
+    if act == RELU:
+        for i in range(xc.size):
+            yc[i] = max(xc[i] * a + b, z)
+    elif act == RELU6:
+        for i in range(xc.size):
+            yc[i] = min(max(xc[i] * a + b, z), six)
+    else:
+        for i in range(xc.size):
+            yc[i] = xc[i] * a + b
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def bn_train_forward(lo, hi, x, gamma, beta, eps, act, y, mean, invstd):
+    M = x.shape[1]
     for c in range(lo, hi):
-        s = 0.0
+        xc = x[c]
+        total = 0.0
         for i in range(M):
-            s += x[c, i]
-        mu = s / M
-        q = 0.0
+            total += xc[i]
+        mu = total / M
+        sq = 0.0
         for i in range(M):
-            d = x[c, i] - mu
-            q += d * d
-        v = q / M
-        inv = 1.0 / np.sqrt(v + eps)
+            d = xc[i] - mu
+            sq += d * d
+        inv = 1.0 / np.sqrt(sq / M + eps)
         mean[c] = mu
-        var[c] = v
         invstd[c] = inv
-        b = beta[c]
-        m32 = x.dtype.type(mu)
-        i32 = x.dtype.type(inv)
-        for i in range(M):
-            h = (x[c, i] - m32) * i32
-            xhat[c, i] = h
-            y[c, i] = h * gamma[c] + b
+        _affine(xc, gamma[c] * inv, beta[c] - mu * gamma[c] * inv, act, y[c])
 
 
-@njit(nogil=True, cache=True)
-def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, y, xhat):
-    C, M = x.shape
+@njit(nogil=True, cache=True, fastmath=True)
+def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, act, y):
     for c in range(lo, hi):
-        inv = x.dtype.type(1.0 / np.sqrt(var[c] + eps))
-        mu = mean[c]
-        for i in range(M):
-            h = (x[c, i] - mu) * inv
-            xhat[c, i] = h
-            y[c, i] = h * gamma[c] + beta[c]
+        inv = 1.0 / np.sqrt(var[c] + eps)
+        _affine(x[c], gamma[c] * inv, beta[c] - mean[c] * gamma[c] * inv, act, y[c])
 
 
-@njit(nogil=True, cache=True)
-def bn_backward(lo, hi, dy, xhat, gamma, invstd, train, dx, dgamma, dbeta):
-    C, M = dy.shape
+@njit(nogil=True, cache=True, fastmath=True)
+def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, g, dx, dgamma, dbeta):
+    """g is scratch for the gradient after the fused activation's mask."""
+    M = dy.shape[1]
+    z = dy.dtype.type(0)
+    six = dy.dtype.type(6)
     for c in range(lo, hi):
-        sg = 0.0
+        dyc, xc, yc, gc, dxc = dy[c], x[c], y[c], g[c], dx[c]
+        if act == RELU:
+            for i in range(M):
+                gc[i] = dyc[i] if yc[i] > z else z
+        elif act == RELU6:
+            for i in range(M):
+                gc[i] = dyc[i] if (yc[i] > z and yc[i] < six) else z
+        else:
+            for i in range(M):
+                gc[i] = dyc[i]
+        inv = invstd[c]
         sb = 0.0
+        sx = 0.0
         for i in range(M):
-            sg += dy[c, i] * xhat[c, i]
-            sb += dy[c, i]
+            sb += gc[i]
+            sx += gc[i] * xc[i]
+        sg = (sx - mean[c] * sb) * inv  # the sum of g * xhat
         dgamma[c] = sg
         dbeta[c] = sb
-        scale = gamma[c] * invstd[c]
+        scale = gamma[c] * inv
         if train:
+            # dx = scale * (g - sb/M - xhat * sg/M), written as a*g + b*x + k
+            k = sg / M * inv
             a = dy.dtype.type(scale)
-            mb = dy.dtype.type(sb / M)
-            mg = dy.dtype.type(sg / M)
+            b = dy.dtype.type(-scale * k)
+            cc = dy.dtype.type(scale * (mean[c] * k - sb / M))
             for i in range(M):
-                dx[c, i] = a * (dy[c, i] - mb - xhat[c, i] * mg)
+                dxc[i] = a * gc[i] + b * xc[i] + cc
         else:
             a = dy.dtype.type(scale)
             for i in range(M):
-                dx[c, i] = a * dy[c, i]
+                dxc[i] = a * gc[i]
 
 
 class BatchNormOp(Op):
+    act = NO_ACT  # set by Model when it fuses the following relu/relu6 into this op
+
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
         self.channels = node.shape[0]
@@ -100,45 +132,45 @@ class BatchNormOp(Op):
         return ones, zeros
 
     def forward(self, xs, train, rng):
-        x = xs[0]
-        self.shape = x.shape
+        x = self.x = xs[0]
         x2 = x.reshape(self.channels, -1)
-        y = self.scratch("out", x.shape)
-        self.xhat = self.scratch("xhat", x2.shape)
+        y = self.y = self.scratch("out", x.shape)
         gamma, beta = self._affine()
+        self.mean = self.scratch("mean", (self.channels,), np.float64)
         self.invstd = self.scratch("invstd", (self.channels,), np.float64)
         self.train = train
         eps = self.p["eps"]
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
         if train:
-            if x2.shape[1] < 2:
-                from ..errors import UserError
-
+            count = x2.shape[1]
+            if count < 2:
                 raise UserError(f"{self.node.name}: batch norm in training needs more than one value per channel",
                                 "use a batch of at least 2 samples")
-            mean = self.scratch("mean", (self.channels,), np.float64)
-            var = self.scratch("var", (self.channels,), np.float64)
-            parallel(bn_train_forward, self.channels, x2, gamma, beta, eps, y.reshape(x2.shape), self.xhat, mean, var, self.invstd)
+            parallel(bn_train_forward, self.channels, x2, gamma, beta, eps, self.act, y.reshape(x2.shape),
+                     self.mean, self.invstd)
             m = self.p["momentum"]
-            count = x2.shape[1]
-            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            rm[...] = (1 - m) * rm + m * mean
+            var = 1.0 / self.invstd ** 2 - eps
+            rm[...] = (1 - m) * rm + m * self.mean
             rv[...] = (1 - m) * rv + m * var * (count / (count - 1))
         else:
-            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            parallel(bn_eval_forward, self.channels, x2, gamma, beta, rm, rv, eps, y.reshape(x2.shape), self.xhat)
+            parallel(bn_eval_forward, self.channels, x2, gamma, beta, rm, rv, eps, self.act, y.reshape(x2.shape))
+            self.mean[...] = rm
             self.invstd[...] = 1.0 / np.sqrt(rv.astype(np.float64) + eps)
         return y
 
     def backward(self, dy, need):
         gamma, _ = self._affine()
-        dx = self.scratch("dx", self.shape)
+        flat = (self.channels, -1)
+        dx = self.scratch("dx", self.x.shape)
+        masked = self.scratch("masked", self.x.shape)
         dgamma = self.grads.get("weight")
         dbeta = self.grads.get("bias")
         if dgamma is None:
             dgamma = self.scratch("dgamma", (self.channels,))
             dbeta = self.scratch("dbeta", (self.channels,))
-        parallel(bn_backward, self.channels, dy.reshape(self.channels, -1), self.xhat, gamma, self.invstd, self.train,
-                    dx.reshape(self.channels, -1), dgamma, dbeta)
+        parallel(bn_backward, self.channels, dy.reshape(flat), self.x.reshape(flat), self.y.reshape(flat),
+                 gamma, self.mean, self.invstd, self.train, self.act, masked.reshape(flat), dx.reshape(flat),
+                 dgamma, dbeta)
         return [dx]
 
 
