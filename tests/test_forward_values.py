@@ -174,3 +174,12 @@ def test_float32_stays_float32():
     assert y.dtype == np.float32
     m.backward(np.ones_like(y))
     assert all(g.dtype == np.float32 for g in m.grads().values())
+
+
+def test_float32_tanh_and_sigmoid_are_within_a_few_ulp():
+    x = np.linspace(-12, 12, 100_001).reshape(1, -1, 1, 1)
+    exact = np.tanh(x)
+    for chain, reference in (("tanh", exact), ("sigmoid", 1 / (1 + np.exp(-x)))):
+        y = model(chain, f"{x.shape[1]}x1x1").forward(x)
+        assert y.dtype == np.float32
+        assert np.abs(y - reference.reshape(1, -1)).max() < 5e-7, chain

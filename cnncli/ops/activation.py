@@ -110,6 +110,44 @@ def tanh_backward(lo, hi, x, y, dy, a, dx):
         dx[i] = dy[i] * (one - y[i] * y[i])
 
 
+# float32 tanh as a rational function: only multiplies, adds and one divide, so it vectorises
+# (libm's tanh does not, and took 3 ms of LeNet-5's 7 ms step). The minimax coefficients are the
+# ones Eigen uses for float tanh; measured error against float64 tanh: at most 4e-7 (3 ulp).
+_NUM = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+        -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
+_DEN = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+_CLAMP = 7.90531110763549805  # beyond this, tanh rounds to +-1 in float32
+A1, A3, A5, A7, A9, A11, A13 = (np.float32(c) for c in _NUM)
+B0, B2, B4, B6 = (np.float32(c) for c in _DEN)
+CLAMP = np.float32(_CLAMP)
+
+
+@njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _tanh32(v):
+    v = min(max(v, -CLAMP), CLAMP)
+    v2 = v * v
+    p = ((((((A13 * v2 + A11) * v2 + A9) * v2 + A7) * v2 + A5) * v2 + A3) * v2 + A1) * v
+    q = ((B6 * v2 + B4) * v2 + B2) * v2 + B0
+    return p / q
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def tanh32_forward(lo, hi, x, a, y):
+    x, y = x[lo:hi], y[lo:hi]
+    for i in range(x.size):
+        y[i] = _tanh32(x[i])
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def sigmoid32_forward(lo, hi, x, a, y):
+    x, y = x[lo:hi], y[lo:hi]
+    half = np.float32(0.5)
+    for i in range(x.size):
+        y[i] = half + half * _tanh32(half * x[i])
+
+
+FAST32 = {"tanh": tanh32_forward, "sigmoid": sigmoid32_forward}
+
 KERNELS = {
     "relu": (relu_forward, relu_backward),
     "relu6": (relu6_forward, relu6_backward),
@@ -124,6 +162,8 @@ class ActivationOp(Op):
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
         self.kernel_forward, self.kernel_backward = KERNELS[node.kind.name]
+        if self.dtype == np.float32:
+            self.kernel_forward = FAST32.get(node.kind.name, self.kernel_forward)
         self.a = self.scalar(self.p.get("slope") or self.p.get("alpha") or 0.0)
 
     def forward(self, xs, train, rng):

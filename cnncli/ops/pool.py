@@ -10,50 +10,64 @@ from .base import Op
 from .threads import parallel
 
 
-@njit(nogil=True, cache=True)
+# Kernels take a range of channels lo..hi and work on per-channel views; the innermost loop runs
+# over the batch, contiguous in CHWN, so it vectorises.
+
+
+@njit(nogil=True, cache=True, fastmath=True)
 def max_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, out, arg):
     """arg holds the arg-max as ih * W + iw, for the backward pass. Ties go to the first, as PyTorch."""
     C, H, W, N = x.shape
     _, ho, wo, _ = out.shape
     for c in range(lo, hi):
+        xc, oc, ac = x[c], out[c], arg[c]
         for oh in range(ho):
             h0 = max(oh * sh - pt, 0)
             h1 = min(oh * sh - pt + fh, H)
             for ow in range(wo):
                 w0 = max(ow * sw - pl, 0)
                 w1 = min(ow * sw - pl + fw, W)
+                o, a = oc[oh, ow], ac[oh, ow]
+                first = xc[h0, w0]
+                start = h0 * W + w0
                 for n in range(N):
-                    out[c, oh, ow, n] = x[c, h0, w0, n]
-                    arg[c, oh, ow, n] = h0 * W + w0
+                    o[n] = first[n]
+                    a[n] = start
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
+                        if ih == h0 and iw == w0:
+                            continue
+                        v = xc[ih, iw]
                         where = ih * W + iw
                         for n in range(N):
-                            v = x[c, ih, iw, n]
-                            if v > out[c, oh, ow, n]:
-                                out[c, oh, ow, n] = v
-                                arg[c, oh, ow, n] = where
+                            better = v[n] > o[n]
+                            o[n] = v[n] if better else o[n]
+                            a[n] = where if better else a[n]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath=True)
 def max_backward(lo, hi, dy, arg, dx):
     C, H, W, N = dx.shape
     _, ho, wo, _ = dy.shape
+    z = dx.dtype.type(0)
     for c in range(lo, hi):
-        dx[c] = 0
+        dxc = dx[c]
+        dxc[...] = z
         for oh in range(ho):
             for ow in range(wo):
+                g, a = dy[c, oh, ow], arg[c, oh, ow]
                 for n in range(N):
-                    a = arg[c, oh, ow, n]
-                    dx[c, a // W, a % W, n] += dy[c, oh, ow, n]
+                    dxc[a[n] // W, a[n] % W, n] += g[n]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath=True)
 def sum_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
     """Average (square=False, divided by PyTorch's count_include_pad window) or L2 (square=True) pooling."""
     C, H, W, N = x.shape
     _, ho, wo, _ = out.shape
+    z = x.dtype.type(0)
     for c in range(lo, hi):
+        xc, oc = x[c], out[c]
         for oh in range(ho):
             hs = oh * sh - pt
             he = min(hs + fh, H + pb)
@@ -64,28 +78,35 @@ def sum_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
                 we = min(ws + fw, W + pr)
                 w0 = max(ws, 0)
                 w1 = min(we, W)
+                o = oc[oh, ow]
                 for n in range(N):
-                    out[c, oh, ow, n] = 0
+                    o[n] = z
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
-                        for n in range(N):
-                            v = x[c, ih, iw, n]
-                            out[c, oh, ow, n] += v * v if square else v
+                        v = xc[ih, iw]
+                        if square:
+                            for n in range(N):
+                                o[n] += v[n] * v[n]
+                        else:
+                            for n in range(N):
+                                o[n] += v[n]
                 if square:
                     for n in range(N):
-                        out[c, oh, ow, n] = np.sqrt(out[c, oh, ow, n])
+                        o[n] = np.sqrt(o[n])
                 else:
-                    inv = 1.0 / ((he - hs) * (we - ws))
+                    inv = x.dtype.type(1.0 / ((he - hs) * (we - ws)))
                     for n in range(N):
-                        out[c, oh, ow, n] *= inv
+                        o[n] *= inv
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath=True)
 def sum_backward(lo, hi, dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
     C, H, W, N = dx.shape
     _, ho, wo, _ = dy.shape
+    z = dx.dtype.type(0)
     for c in range(lo, hi):
-        dx[c] = 0
+        dxc = dx[c]
+        dxc[...] = z
         for oh in range(ho):
             hs = oh * sh - pt
             he = min(hs + fh, H + pb)
@@ -96,59 +117,69 @@ def sum_backward(lo, hi, dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
                 we = min(ws + fw, W + pr)
                 w0 = max(ws, 0)
                 w1 = min(we, W)
-                inv = 1.0 / ((he - hs) * (we - ws))
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        for n in range(N):
-                            g = dy[c, oh, ow, n]
-                            if square:
-                                norm = y[c, oh, ow, n]
-                                if norm > 0:
-                                    dx[c, ih, iw, n] += g * x[c, ih, iw, n] / norm
-                            else:
-                                dx[c, ih, iw, n] += g * inv
+                g = dy[c, oh, ow]
+                if square:
+                    norm = y[c, oh, ow]
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            v, d = x[c, ih, iw], dxc[ih, iw]
+                            for n in range(N):
+                                if norm[n] > z:
+                                    d[n] += g[n] * v[n] / norm[n]
+                else:
+                    inv = dx.dtype.type(1.0 / ((he - hs) * (we - ws)))
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            d = dxc[ih, iw]
+                            for n in range(N):
+                                d[n] += g[n] * inv
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath=True)
 def global_forward(lo, hi, x, use_max, out, arg):
     C, H, W, N = x.shape
     for c in range(lo, hi):
+        xc, o, a = x[c], out[c, 0, 0], arg[c, 0, 0]
         for n in range(N):
-            out[c, 0, 0, n] = x[c, 0, 0, n]
-            arg[c, 0, 0, n] = 0
+            o[n] = xc[0, 0, n]
+            a[n] = 0
         for ih in range(H):
             for iw in range(W):
                 if ih == 0 and iw == 0:
                     continue
-                for n in range(N):
-                    v = x[c, ih, iw, n]
-                    if use_max:
-                        if v > out[c, 0, 0, n]:
-                            out[c, 0, 0, n] = v
-                            arg[c, 0, 0, n] = ih * W + iw
-                    else:
-                        out[c, 0, 0, n] += v
+                v = xc[ih, iw]
+                where = ih * W + iw
+                if use_max:
+                    for n in range(N):
+                        better = v[n] > o[n]
+                        o[n] = v[n] if better else o[n]
+                        a[n] = where if better else a[n]
+                else:
+                    for n in range(N):
+                        o[n] += v[n]
         if not use_max:
-            inv = 1.0 / (H * W)
+            inv = x.dtype.type(1.0 / (H * W))
             for n in range(N):
-                out[c, 0, 0, n] *= inv
+                o[n] *= inv
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath=True)
 def global_backward(lo, hi, dy, arg, use_max, dx):
     C, H, W, N = dx.shape
+    z = dx.dtype.type(0)
     for c in range(lo, hi):
+        g, a, dxc = dy[c, 0, 0], arg[c, 0, 0], dx[c]
         if use_max:
-            dx[c] = 0
+            dxc[...] = z
             for n in range(N):
-                a = arg[c, 0, 0, n]
-                dx[c, a // W, a % W, n] = dy[c, 0, 0, n]
+                dxc[a[n] // W, a[n] % W, n] = g[n]
         else:
-            inv = 1.0 / (H * W)
+            inv = dx.dtype.type(1.0 / (H * W))
             for ih in range(H):
                 for iw in range(W):
+                    d = dxc[ih, iw]
                     for n in range(N):
-                        dx[c, ih, iw, n] = dy[c, 0, 0, n] * inv
+                        d[n] = g[n] * inv
 
 
 class _Window(Op):
