@@ -4,8 +4,9 @@ same thread count, one run.
     python benchmarks/speed_vs_pytorch.py [--threads 2] [--rounds 7] [--steps 20] [--json out.json]
 
 Both sides run the same spec (PyTorch's twin is built by torch_net.py), Adam, cross-entropy, random
-data. Measurements alternate between the two in rounds so that a busy moment of the machine hits
-both; each figure is the median over rounds. A ratio above 1 means cnncli is faster.
+data. Each side lives in its own worker process, so that neither's idle threads (OpenMP spins while
+waiting for work) slow the other; the script alternates between them in rounds so that a busy moment
+of the machine hits both, and reports the median over rounds. A ratio above 1 means cnncli is faster.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cnncli import losses, optim  # noqa: E402
-from cnncli.model import Model  # noqa: E402
-from cnncli.spec import load  # noqa: E402
-from cnncli.step import TrainStep  # noqa: E402
+from cnncli.spec import load  # noqa: E402  (the spec side never imports numba)
 
 NETS = ["fashion-tutorial", "lenet-5"]
 BATCHES = [64, 256]
 
 
 def ours(spec, batch):
+    # Imported here: numba must never be loaded into the PyTorch worker (two OpenMP runtimes in one
+    # process made PyTorch up to 4.5x slower in a test).
+    from cnncli import losses, optim
+    from cnncli.model import Model
+    from cnncli.step import TrainStep
+
     model = Model(spec, np.float32, seed=0)
     rng = np.random.default_rng(0)
     c, h, w = spec.input
@@ -73,38 +77,70 @@ def timed(fn, steps):
     return (time.perf_counter() - t) / steps
 
 
+def worker(side: str, threads: int) -> None:
+    """Answer 'network batch steps' lines on stdin with 'train_seconds infer_seconds' per step."""
+    if side == "ours":
+        from cnncli.ops.threads import set_threads
+
+        set_threads(threads)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+    built = {}
+    for line in sys.stdin:
+        name, batch, steps = line.split()
+        key = (name, int(batch))
+        if key not in built:
+            spec = load(ROOT / "architectures" / f"{name}.yaml")
+            built[key] = (ours if side == "ours" else theirs)(spec, int(batch))
+            for fn in built[key]:  # warm-up: JIT compilation, allocations
+                for _ in range(3):
+                    fn()
+        train, infer = built[key]
+        print(timed(train, int(steps)), timed(infer, int(steps)), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.threads)
+        return
 
-    import numba
+    import subprocess
+
     import torch
 
-    numba.set_num_threads(args.threads)
-    torch.set_num_threads(args.threads)
+    sides = {side: subprocess.Popen([sys.executable, __file__, "--worker", side, "--threads", str(args.threads)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for side in ("ours", "torch")}
+
+    def ask(side, name, batch):
+        proc = sides[side]
+        proc.stdin.write(f"{name} {batch} {args.steps}\n")
+        proc.stdin.flush()
+        train, infer = proc.stdout.readline().split()
+        return float(train), float(infer)
+
     results = []
-    print(f"cnncli vs PyTorch {torch.__version__}, {args.threads} threads, median of {args.rounds} rounds "
+    print(f"cnncli vs PyTorch {torch.__version__}, {args.threads} threads each, median of {args.rounds} rounds "
           f"of {args.steps} steps")
     print(f"{'network':18} {'batch':>5} | {'train samples/s':>25} {'ratio':>6} | {'inference samples/s':>25} {'ratio':>6}")
     print(f"{'':18} {'':>5} | {'cnncli':>12} {'PyTorch':>12} {'':>6} | {'cnncli':>12} {'PyTorch':>12}")
     for name in NETS:
-        spec = load(ROOT / "architectures" / f"{name}.yaml")
         for batch in BATCHES:
-            ot, oi = ours(spec, batch)
-            tt, ti = theirs(spec, batch)
-            for fn in (ot, oi, tt, ti):  # warm-up, JIT compilation
-                for _ in range(3):
-                    fn()
-            samples = {k: [] for k in ("ours_train", "torch_train", "ours_infer", "torch_infer")}
+            samples = {k: [] for k in ("ours_train", "ours_infer", "torch_train", "torch_infer")}
             for _ in range(args.rounds):
-                samples["ours_train"].append(timed(ot, args.steps))
-                samples["torch_train"].append(timed(tt, args.steps))
-                samples["ours_infer"].append(timed(oi, args.steps))
-                samples["torch_infer"].append(timed(ti, args.steps))
+                for side in ("ours", "torch"):
+                    train, infer = ask(side, name, batch)
+                    samples[f"{side}_train"].append(train)
+                    samples[f"{side}_infer"].append(infer)
             med = {k: batch / statistics.median(v) for k, v in samples.items()}
             row = {"network": name, "batch": batch, "threads": args.threads,
                    **{f"{k}_samples_per_s": round(v, 1) for k, v in med.items()},
@@ -114,6 +150,9 @@ def main() -> None:
             print(f"{name:18} {batch:>5} | {med['ours_train']:>12,.0f} {med['torch_train']:>12,.0f} "
                   f"{row['train_ratio']:>6.2f} | {med['ours_infer']:>12,.0f} {med['torch_infer']:>12,.0f} "
                   f"{row['inference_ratio']:>6.2f}", flush=True)
+    for proc in sides.values():
+        proc.stdin.close()
+        proc.wait()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -10,6 +10,8 @@ The spec API (no numba needed):
 __version__ = "0.1.0"
 
 from .errors import UserError  # noqa: E402
-from .spec import Spec, load as load_spec, loads as parse_spec  # noqa: E402
+from .spec import Spec  # noqa: E402
+from .spec import load as load_spec
+from .spec import loads as parse_spec
 
 __all__ = ["Spec", "UserError", "__version__", "load_spec", "parse_spec"]

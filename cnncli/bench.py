@@ -17,10 +17,9 @@ from .spec import Spec
 
 def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int = 0) -> dict:
     started = time.perf_counter()
-    import numba
-
     from . import losses, optim
     from .model import Model
+    from .ops.threads import workers
     from .step import TrainStep
 
     model = Model(spec, np.float32, seed)
@@ -77,7 +76,7 @@ def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int
         "name": spec.name,
         "batch": batch,
         "steps": steps,
-        "threads": numba.get_num_threads(),
+        "threads": workers(),
         "first_step_s": first,
         "train_step_ms": train * 1e3,
         "train_samples_per_s": batch / train,

@@ -119,7 +119,7 @@ def bench(
     batch: int = typer.Option(64, "--batch", min=1, help="Samples per step."),
     steps: int = typer.Option(20, "--steps", min=1, help="Timed steps (after warm-up)."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed steps first."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Numba threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads (default: CNNCLI_THREADS or all cores)."),
     input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the spec's input, e.g. 3x64x64."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -180,14 +180,10 @@ def gradcheck(
 
 
 def _threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    import numba
+    if threads is not None:
+        from .ops.threads import set_threads
 
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        raise UserError(f"--threads {threads} is more than the {numba.config.NUMBA_NUM_THREADS} available",
-                        "set NUMBA_NUM_THREADS before starting, or ask for fewer")
-    numba.set_num_threads(threads)
+        set_threads(threads)
 
 
 def run() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cross_entropy(logits, labels, smoothing, grad):
     """Mean loss over the batch; grad gets d(mean loss)/d(logits). Returns (loss, correct)."""
     K, N = logits.shape
@@ -36,7 +36,7 @@ def cross_entropy(logits, labels, smoothing, grad):
     return total / N, correct
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def regression(pred, target, absolute, grad):
     """MSE (absolute=False) or MAE over all values; target is (N, K), pred and grad (K, N)."""
     K, N = pred.shape

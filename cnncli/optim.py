@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from .ops.jit import kernel
 from .ops.threads import parallel_values
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def _l1(lo, hi, p, g, l1):
     for i in range(lo, hi):
         if p[i] > 0:
@@ -24,7 +24,7 @@ def _l1(lo, hi, p, g, l1):
             g[i] -= l1
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def _sum_squares(lo, hi, g):
     total = 0.0
     for i in range(lo, hi):
@@ -32,7 +32,7 @@ def _sum_squares(lo, hi, g):
     return total
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def _sgd(lo, hi, p, g, buf, lr, momentum, dampening, nesterov, wd, first):
     for i in range(lo, hi):
         d = g[i] + wd * p[i]
@@ -46,7 +46,7 @@ def _sgd(lo, hi, p, g, buf, lr, momentum, dampening, nesterov, wd, first):
         p[i] -= lr * d
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def _adam(lo, hi, p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2_sqrt):
     step = lr / bias1
     keep = 1 - lr * wd
@@ -63,7 +63,7 @@ def _adam(lo, hi, p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2
         p[i] -= step * mi / (np.sqrt(vi) / bias2_sqrt + eps)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def _rmsprop(lo, hi, p, g, sq, buf, lr, alpha, eps, momentum, wd):
     for i in range(lo, hi):
         d = g[i] + wd * p[i]

@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit
 
 from .base import Op
+from .jit import kernel
 from .threads import parallel, parallel_values
 
 # One small kernel per activation and direction, over values lo..hi of flat arrays. Each works on
@@ -14,7 +15,7 @@ from .threads import parallel, parallel_values
 # `a` is the slope (lrelu) or alpha (elu).
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def relu_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -22,7 +23,7 @@ def relu_forward(lo, hi, x, a, y):
         y[i] = x[i] if x[i] > 0 else z
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def relu_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -30,7 +31,7 @@ def relu_backward(lo, hi, x, y, dy, a, dx):
         dx[i] = dy[i] if x[i] > 0 else z
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def relu6_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -38,7 +39,7 @@ def relu6_forward(lo, hi, x, a, y):
         y[i] = z if x[i] < 0 else (six if x[i] > six else x[i])
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def relu6_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -46,7 +47,7 @@ def relu6_backward(lo, hi, x, y, dy, a, dx):
         dx[i] = dy[i] if (x[i] > 0 and x[i] < six) else z
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def lrelu_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -54,7 +55,7 @@ def lrelu_forward(lo, hi, x, a, y):
         y[i] = x[i] if x[i] > 0 else a * x[i]
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def lrelu_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -62,7 +63,7 @@ def lrelu_backward(lo, hi, x, y, dy, a, dx):
         dx[i] = dy[i] if x[i] > 0 else a * dy[i]
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def elu_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -70,7 +71,7 @@ def elu_forward(lo, hi, x, a, y):
         y[i] = x[i] if x[i] > 0 else a * (np.exp(x[i]) - one)
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def elu_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -78,7 +79,7 @@ def elu_backward(lo, hi, x, y, dy, a, dx):
         dx[i] = dy[i] if x[i] > 0 else dy[i] * (y[i] + a)
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def sigmoid_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -86,7 +87,7 @@ def sigmoid_forward(lo, hi, x, a, y):
         y[i] = one / (one + np.exp(-x[i]))
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def sigmoid_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -94,7 +95,7 @@ def sigmoid_backward(lo, hi, x, y, dy, a, dx):
         dx[i] = dy[i] * y[i] * (one - y[i])
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def tanh_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -102,7 +103,7 @@ def tanh_forward(lo, hi, x, a, y):
         y[i] = np.tanh(x[i])
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def tanh_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
     z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
@@ -122,7 +123,7 @@ B0, B2, B4, B6 = (np.float32(c) for c in _DEN)
 CLAMP = np.float32(_CLAMP)
 
 
-@njit(nogil=True, cache=True, fastmath=True, inline="always")
+@njit(nogil=True, cache=True, fastmath=True, error_model="numpy", inline="always")
 def _tanh32(v):
     v = min(max(v, -CLAMP), CLAMP)
     v2 = v * v
@@ -131,14 +132,14 @@ def _tanh32(v):
     return p / q
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def tanh32_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     for i in range(x.size):
         y[i] = _tanh32(x[i])
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def sigmoid32_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
     half = np.float32(0.5)
@@ -179,7 +180,7 @@ class ActivationOp(Op):
         return [dx]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def softmax_forward(lo, hi, x, y):
     """Softmax over channels (axis 0) for positions lo..hi of (C, M) arrays."""
     x, y = x[:, lo:hi], y[:, lo:hi]
@@ -199,7 +200,7 @@ def softmax_forward(lo, hi, x, y):
             y[c, i] = y[c, i] / total[i]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def softmax_backward(lo, hi, y, dy, dx):
     y, dy, dx = y[:, lo:hi], dy[:, lo:hi], dx[:, lo:hi]
     C, M = y.shape

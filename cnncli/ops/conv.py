@@ -4,17 +4,17 @@ chunks shared among worker threads. For groups and depthwise: direct Numba kerne
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..layers.conv import window_output
 from . import init
 from .base import Op
+from .jit import kernel
 from .threads import parallel, run_parallel, split_work
 
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def im2col(x, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
     """cols[(c, i, j), (oh - oh0, ow, n)] for output rows oh0..oh1-1 of a CHWN input. The valid
     columns of each kernel offset are computed once; with stride 1 each output row is one
@@ -50,7 +50,7 @@ def im2col(x, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
                     out[dst + hi * N : dst + span] = 0
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def col2im(cols, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
     """The adjoint of im2col: adds the columns of output rows oh0..oh1-1 into dx (not zeroed here)."""
     C, H, W, N = dx.shape
@@ -83,7 +83,7 @@ def col2im(cols, oh0, oh1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
                                 flat[dst + n] += src[first + n]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def grouped_forward(lo, hi, x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, out):
     K, ho, wo, N = out.shape
     C, H, W, _ = x.shape
@@ -110,7 +110,7 @@ def grouped_forward(lo, hi, x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, o
                                 out[k, oh, ow, n] += wt * x[c0 + cl, ih, iw, n]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def grouped_backward_weights(lo, hi, x, dy, groups, sh, sw, pt, pl, dh, dw, dw_out, db_out):
     K, ho, wo, N = dy.shape
     C, H, W, _ = x.shape
@@ -142,7 +142,7 @@ def grouped_backward_weights(lo, hi, x, dy, groups, sh, sw, pt, pl, dh, dw, dw_o
                     dw_out[k, cl, i, j] = acc
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def grouped_backward_input(lo, hi, w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
     K, ho, wo, N = dy.shape
     C, H, W, _ = dx.shape

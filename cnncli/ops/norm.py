@@ -4,12 +4,11 @@ estimate, momentum 0.1) and local response norm (PyTorch's formula), over CHWN t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..errors import UserError
 from .base import Op
+from .jit import kernel
 from .threads import parallel
-
 
 # Batch norm kernels work per channel on the (C, M) view, M = H*W*N. They keep no normalised copy
 # of x: backward recomputes it, which costs less than writing and reading one. `act` fuses a
@@ -18,7 +17,7 @@ from .threads import parallel
 NO_ACT, RELU, RELU6 = 0, 1, 2
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def _affine(xc, scale, shift, act, yc):
     a = xc.dtype.type(scale)
     b = xc.dtype.type(shift)
@@ -35,7 +34,7 @@ def _affine(xc, scale, shift, act, yc):
             yc[i] = xc[i] * a + b
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def bn_train_forward(lo, hi, x, gamma, beta, eps, act, y, mean, invstd):
     M = x.shape[1]
     for c in range(lo, hi):
@@ -54,14 +53,14 @@ def bn_train_forward(lo, hi, x, gamma, beta, eps, act, y, mean, invstd):
         _affine(xc, gamma[c] * inv, beta[c] - mu * gamma[c] * inv, act, y[c])
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, act, y):
     for c in range(lo, hi):
         inv = 1.0 / np.sqrt(var[c] + eps)
         _affine(x[c], gamma[c] * inv, beta[c] - mean[c] * gamma[c] * inv, act, y[c])
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, g, dx, dgamma, dbeta):
     """g is scratch for the gradient after the fused activation's mask."""
     M = dy.shape[1]
@@ -174,7 +173,7 @@ class BatchNormOp(Op):
         return [dx]
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def lrn_forward(lo, hi, x, size, alpha, beta, k, y, scale):
     C, M = x.shape
     before = size // 2
@@ -192,7 +191,7 @@ def lrn_forward(lo, hi, x, size, alpha, beta, k, y, scale):
             y[c, i] = x[c, i] * sc ** (-beta)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def lrn_backward_terms(lo, hi, dy, x, scale, beta, t):
     C, M = x.shape
     for c in range(lo, hi):
@@ -200,7 +199,7 @@ def lrn_backward_terms(lo, hi, dy, x, scale, beta, t):
             t[c, i] = dy[c, i] * x[c, i] * scale[c, i] ** (-beta - 1.0)
 
 
-@njit(nogil=True, cache=True)
+@kernel
 def lrn_backward(lo, hi, dy, x, scale, size, alpha, beta, t, dx):
     C, M = x.shape
     before = size // 2

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..layers.conv import window_output
 from .base import Op
+from .jit import kernel
 from .threads import parallel
-
 
 # Kernels take a range of channels lo..hi and work on per-channel views; the innermost loop runs
 # over the batch, contiguous in CHWN, so it vectorises.
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def max_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, out, arg):
     """arg holds the arg-max as ih * W + iw, for the backward pass. Ties go to the first, as PyTorch."""
     C, H, W, N = x.shape
@@ -45,7 +44,7 @@ def max_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, out, arg):
                             a[n] = where if better else a[n]
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def max_backward(lo, hi, dy, arg, dx):
     C, H, W, N = dx.shape
     _, ho, wo, _ = dy.shape
@@ -60,7 +59,7 @@ def max_backward(lo, hi, dy, arg, dx):
                     dxc[a[n] // W, a[n] % W, n] += g[n]
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def sum_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
     """Average (square=False, divided by PyTorch's count_include_pad window) or L2 (square=True) pooling."""
     C, H, W, N = x.shape
@@ -99,7 +98,7 @@ def sum_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, pb, pr, square, out):
                         o[n] *= inv
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def sum_backward(lo, hi, dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
     C, H, W, N = dx.shape
     _, ho, wo, _ = dy.shape
@@ -135,7 +134,7 @@ def sum_backward(lo, hi, dy, x, y, fh, fw, sh, sw, pt, pl, pb, pr, square, dx):
                                 d[n] += g[n] * inv
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def global_forward(lo, hi, x, use_max, out, arg):
     C, H, W, N = x.shape
     for c in range(lo, hi):
@@ -163,7 +162,7 @@ def global_forward(lo, hi, x, use_max, out, arg):
                 o[n] *= inv
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@kernel
 def global_backward(lo, hi, dy, arg, use_max, dx):
     C, H, W, N = dx.shape
     z = dx.dtype.type(0)

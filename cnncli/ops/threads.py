@@ -9,9 +9,9 @@ idle, and mixed on 2 cores they more than halved the speed of a training step (m
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 from threadpoolctl import threadpool_limits
 
 _pool: ThreadPoolExecutor | None = None
@@ -19,8 +19,27 @@ _pool_size = 0
 _blas_limit = None
 
 
+def _default_threads() -> int:
+    setting = os.environ.get("CNNCLI_THREADS")
+    if setting and setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_threads = _default_threads()
+
+
 def workers() -> int:
-    return numba.get_num_threads()
+    """How many threads the engine uses: CNNCLI_THREADS, else the cores this process may run on."""
+    return _threads
+
+
+def set_threads(count: int) -> None:
+    global _threads
+    _threads = max(1, int(count))
 
 
 def pin_blas() -> None:

@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..spec import Fork, Identity, Node, Spec
 from ..layers.base import describe_shape
+from ..spec import Identity, Node, Spec
 from . import human, human_bytes
 
 
