@@ -18,7 +18,7 @@ from .threads import parallel, parallel_values
 @kernel
 def relu_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    z = x.dtype.type(0)
     for i in range(x.size):
         y[i] = x[i] if x[i] > 0 else z
 
@@ -26,7 +26,7 @@ def relu_forward(lo, hi, x, a, y):
 @kernel
 def relu_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    z = x.dtype.type(0)
     for i in range(x.size):
         dx[i] = dy[i] if x[i] > 0 else z
 
@@ -34,7 +34,7 @@ def relu_backward(lo, hi, x, y, dy, a, dx):
 @kernel
 def relu6_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    z, six = x.dtype.type(0), x.dtype.type(6)
     for i in range(x.size):
         y[i] = z if x[i] < 0 else (six if x[i] > six else x[i])
 
@@ -42,7 +42,7 @@ def relu6_forward(lo, hi, x, a, y):
 @kernel
 def relu6_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    z, six = x.dtype.type(0), x.dtype.type(6)
     for i in range(x.size):
         dx[i] = dy[i] if (x[i] > 0 and x[i] < six) else z
 
@@ -50,7 +50,6 @@ def relu6_backward(lo, hi, x, y, dy, a, dx):
 @kernel
 def lrelu_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
     for i in range(x.size):
         y[i] = x[i] if x[i] > 0 else a * x[i]
 
@@ -58,7 +57,6 @@ def lrelu_forward(lo, hi, x, a, y):
 @kernel
 def lrelu_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
     for i in range(x.size):
         dx[i] = dy[i] if x[i] > 0 else a * dy[i]
 
@@ -66,7 +64,7 @@ def lrelu_backward(lo, hi, x, y, dy, a, dx):
 @kernel
 def elu_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    one = x.dtype.type(1)
     for i in range(x.size):
         y[i] = x[i] if x[i] > 0 else a * (np.exp(x[i]) - one)
 
@@ -74,7 +72,6 @@ def elu_forward(lo, hi, x, a, y):
 @kernel
 def elu_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
     for i in range(x.size):
         dx[i] = dy[i] if x[i] > 0 else dy[i] * (y[i] + a)
 
@@ -82,7 +79,7 @@ def elu_backward(lo, hi, x, y, dy, a, dx):
 @kernel
 def sigmoid_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    one = x.dtype.type(1)
     for i in range(x.size):
         y[i] = one / (one + np.exp(-x[i]))
 
@@ -90,7 +87,7 @@ def sigmoid_forward(lo, hi, x, a, y):
 @kernel
 def sigmoid_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    one = x.dtype.type(1)
     for i in range(x.size):
         dx[i] = dy[i] * y[i] * (one - y[i])
 
@@ -98,7 +95,6 @@ def sigmoid_backward(lo, hi, x, y, dy, a, dx):
 @kernel
 def tanh_forward(lo, hi, x, a, y):
     x, y = x[lo:hi], y[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
     for i in range(x.size):
         y[i] = np.tanh(x[i])
 
@@ -106,7 +102,7 @@ def tanh_forward(lo, hi, x, a, y):
 @kernel
 def tanh_backward(lo, hi, x, y, dy, a, dx):
     x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
-    z, one, six = x.dtype.type(0), x.dtype.type(1), x.dtype.type(6)
+    one = x.dtype.type(1)
     for i in range(x.size):
         dx[i] = dy[i] * (one - y[i] * y[i])
 
