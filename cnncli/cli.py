@@ -171,7 +171,8 @@ def gradcheck(
     failed = [r for r in results if r.worst > tolerance]
     if json_out:
         sys.stdout.write(json.dumps({"name": net.name, "tolerance": tolerance, "passed": not failed, "layers": [
-            {"name": r.name, "type": r.kind, "worst_relative_error": r.worst, "checked": r.checked, "where": r.worst_where}
+            {"name": r.name, "type": r.kind, "worst_relative_error": r.worst, "checked": r.checked, "kinks": r.kinks,
+             "where": r.worst_where}
             for r in results]}, indent=2) + "\n")
     else:
         report.show(results, tolerance, console())

@@ -24,9 +24,11 @@ class LayerCheck:
     worst: float  # the worst relative error among this layer's parameters and input gradients
     checked: int  # entries compared
     worst_where: str
+    kinks: int = 0  # entries skipped: the loss is not differentiable there (relu at 0, max-pool ties)
 
 
 FLOOR = 1e-3  # gradients below this are compared absolutely: their finite differences are mostly noise
+KINK = 1e-3  # one-sided slopes that differ by more than this (relatively) mark a non-differentiable point
 
 
 def relative_error(analytic: float, numeric: float) -> float:
@@ -90,16 +92,23 @@ def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float 
         picks = rng.choice(size, min(entries, size), replace=False)
         return [np.unravel_index(p, shape) for p in picks]
 
-    def numeric_of_output(index: int, where) -> float:
+    base = probe.loss()
+
+    def derivative(plus: float, minus: float) -> float | None:
+        """The central difference, or None at a kink, where the one-sided slopes disagree."""
+        right, left = (plus - base) / h, (base - minus) / h
+        if abs(right - left) > KINK * max(abs(right), abs(left), FLOOR):
+            return None
+        return (plus - minus) / (2 * h)
+
+    def numeric_of_output(index: int, where) -> float | None:
         target = x if index == INPUT else model._outputs[index]
         delta = np.zeros(target.shape)
         delta[where] = h
         key = "input" if index == INPUT else index
-        plus = probe.loss((key, delta))
-        minus = probe.loss((key, -delta))
-        return (plus - minus) / (2 * h)
+        return derivative(probe.loss((key, delta)), probe.loss((key, -delta)))
 
-    def numeric_of_param(name: str, where) -> float:
+    def numeric_of_param(name: str, where) -> float | None:
         p = model.param(name)
         keep = p[where]
         p[where] = keep + h
@@ -107,25 +116,31 @@ def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float 
         p[where] = keep - h
         minus = probe.loss()
         p[where] = keep
-        return (plus - minus) / (2 * h)
+        return derivative(plus, minus)
 
     results = []
     for op in model.ops:
-        worst, worst_where, count = 0.0, "", 0
+        worst, worst_where, count, kinks = 0.0, "", 0, 0
+
+        def compare(analytic: float, numeric: float | None, label: str) -> None:
+            nonlocal worst, worst_where, count, kinks
+            if numeric is None:
+                kinks += 1
+                return
+            count += 1
+            err = relative_error(analytic, numeric)
+            if err >= worst:
+                worst, worst_where = err, label
+
         for name in [n for n in analytic_params if n.rpartition(".")[0] == op.node.name]:
             for where in sample(analytic_params[name].shape):
-                err = relative_error(analytic_params[name][where], numeric_of_param(name, where))
-                count += 1
-                if err >= worst:
-                    worst, worst_where = err, f"{name}{list(map(int, where))}"
+                compare(analytic_params[name][where], numeric_of_param(name, where), f"{name}{list(map(int, where))}")
         for i in op.node.inputs:
             probe.loss()  # refresh the outputs the nudges are applied to
             shape = (x if i == INPUT else model._outputs[i]).shape
+            label = "input" if i == INPUT else spec.nodes[i].name
             for where in sample(shape):
-                err = relative_error(arriving[i][where], numeric_of_output(i, where))
-                count += 1
-                if err >= worst:
-                    label = "input" if i == INPUT else spec.nodes[i].name
-                    worst, worst_where = err, f"d/d {label}{list(map(int, where))}"
-        results.append(LayerCheck(op.node.name, op.node.kind.name, worst, count, worst_where))
+                nchw = [int(where[3]), *map(int, where[:3])]  # shown as (sample, channel, row, column)
+                compare(arriving[i][where], numeric_of_output(i, where), f"d/d {label}{nchw}")
+        results.append(LayerCheck(op.node.name, op.node.kind.name, worst, count, worst_where, kinks))
     return results
