@@ -15,6 +15,14 @@ import numpy as np
 from .spec import Spec
 
 
+def blas_kernels() -> str:
+    from threadpoolctl import threadpool_info
+
+    found = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info()
+             if i.get("user_api") == "blas"]
+    return ", ".join(found) or "unknown"
+
+
 def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int = 0) -> dict:
     started = time.perf_counter()
     from . import losses, optim
@@ -77,6 +85,7 @@ def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int
         "batch": batch,
         "steps": steps,
         "threads": workers(),
+        "blas": blas_kernels(),
         "first_step_s": first,
         "train_step_ms": train * 1e3,
         "train_samples_per_s": batch / train,

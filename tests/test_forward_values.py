@@ -183,3 +183,23 @@ def test_float32_tanh_and_sigmoid_are_within_a_few_ulp():
         y = model(chain, f"{x.shape[1]}x1x1").forward(x)
         assert y.dtype == np.float32
         assert np.abs(y - reference.reshape(1, -1)).max() < 5e-7, chain
+
+
+@pytest.mark.parametrize("chain", ["conv k=3 f=3 p=1", "conv k=3 f=3 s=2 p=1", "conv k=2 f=3x2 d=2 p=2x1",
+                                   "conv k=3 f=4 s=2 p=same", "conv k=2 f=1"])
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_conv_chunks_that_split_rows_give_the_same_result(monkeypatch, chain, chunk):
+    """The im2col + GEMM path works on chunks of output positions; any chunking is the same maths."""
+    from cnncli.ops import conv
+
+    spec = loads(f"input: 2x7x6\nnet: {chain}\n")
+    x = np.random.default_rng(0).normal(0, 1, (3, 2, 7, 6))
+    whole = Model(spec, np.float64, seed=2)
+    y = whole.forward(x, train=True)
+    dy = np.random.default_rng(1).normal(0, 1, y.shape)
+    dx = whole.backward(dy, input_grad=True)
+    monkeypatch.setattr(conv, "CHUNK_VALUES", chunk * whole.ops[0].rows * 3)  # `chunk` positions of 3 samples
+    pieces = Model(spec, np.float64, seed=2)
+    np.testing.assert_allclose(pieces.forward(x, train=True), y, rtol=1e-12)
+    np.testing.assert_allclose(pieces.backward(dy, input_grad=True), dx, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(pieces.grad("conv1.weight"), whole.grad("conv1.weight"), rtol=1e-12)

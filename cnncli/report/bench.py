@@ -26,6 +26,7 @@ def show(r: dict, out: Console) -> None:
         f"(loss and optimizer {r['loss_and_optimizer_ms']:.2f} ms)",
         f"inference:     {r['inference_ms']:.2f} ms = {r['inference_samples_per_s']:,.0f} samples/s",
         f"first step:    {r['first_step_s']:.2f} s (model build, Numba compilation or cache load, first run)",
+        f"BLAS:          {r['blas']}",
     ]
     for line in lines:
         out.print(line, markup=False)
