@@ -19,7 +19,8 @@ import numpy as np
 from .errors import UserError
 from .ops import OPS, Op
 from .ops.base import Fused
-from .ops.norm import RELU, RELU6, BatchNormOp
+from .ops.norm import RELU, RELU6, BatchNormActPoolOp, BatchNormOp
+from .ops.pool import MaxPoolOp
 from .spec import Spec, load, loads
 from .spec.graph import INPUT
 
@@ -59,23 +60,35 @@ class Model:
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
-        """bn -> relu (or relu6) becomes one pass over memory when the relu is the bn's only reader.
-        The result is the same; `cnn gradcheck` checks both forms."""
+        """bn -> relu (or relu6) [-> max pool] becomes one pass over memory when each layer is the
+        only reader of the one before. Results are the same; `cnn gradcheck` checks both forms."""
         readers: dict[int, list[int]] = {}
         for op in self.ops:
             for i in op.node.inputs:
                 readers.setdefault(i, []).append(op.node.index)
-        for op in self.ops:
-            if not isinstance(op, BatchNormOp):
-                continue
+
+        def sole_reader(op: Op) -> Op | None:
             after = readers.get(op.node.index, [])
-            if len(after) != 1:
+            if len(after) == 1 and self.ops[after[0]].node.inputs == [op.node.index]:
+                return self.ops[after[0]]
+            return None
+
+        for index, op in enumerate(self.ops):
+            if type(op) is not BatchNormOp:
                 continue
-            nxt = self.ops[after[0]]
-            act = {"relu": RELU, "relu6": RELU6}.get(nxt.node.kind.name)
-            if act is not None and nxt.node.inputs == [op.node.index]:
+            act_op = sole_reader(op)
+            act = {"relu": RELU, "relu6": RELU6}.get(act_op.node.kind.name) if act_op else None
+            if act is None:
+                continue
+            pool_op = sole_reader(act_op)
+            if isinstance(pool_op, MaxPoolOp):
+                fused = BatchNormActPoolOp(op.node, self.dtype, act, pool_op)
+                self.ops[index] = fused
+                self.ops[pool_op.node.index] = Fused(pool_op.node, self.dtype, fused)
+            else:
                 op.act = act
-                self.ops[after[0]] = Fused(nxt.node, self.dtype, op)
+                fused = op
+            self.ops[act_op.node.index] = Fused(act_op.node, self.dtype, fused)
 
     @classmethod
     def from_spec(cls, source: str | Path | Spec, dtype=np.float32, seed: int = 0) -> "Model":

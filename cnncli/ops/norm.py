@@ -130,6 +130,24 @@ class BatchNormOp(Op):
         zeros[...] = 0
         return ones, zeros
 
+    def _check_batch(self, x):
+        if x.size // self.channels < 2:
+            raise UserError(f"{self.node.name}: batch norm in training needs more than one value per channel",
+                            "use a batch of at least 2 samples")
+
+    def _update_running(self, x):
+        count = x.size // self.channels
+        m, eps = self.p["momentum"], self.p["eps"]
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        var = 1.0 / self.invstd ** 2 - eps
+        rm[...] = (1 - m) * rm + m * self.mean
+        rv[...] = (1 - m) * rv + m * var * (count / (count - 1))
+
+    def _grad_buffers(self):
+        if "weight" in self.grads:
+            return self.grads["weight"], self.grads["bias"]
+        return self.scratch("dgamma", (self.channels,)), self.scratch("dbeta", (self.channels,))
+
     def forward(self, xs, train, rng):
         x = self.x = xs[0]
         x2 = x.reshape(self.channels, -1)
@@ -141,16 +159,10 @@ class BatchNormOp(Op):
         eps = self.p["eps"]
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
         if train:
-            count = x2.shape[1]
-            if count < 2:
-                raise UserError(f"{self.node.name}: batch norm in training needs more than one value per channel",
-                                "use a batch of at least 2 samples")
+            self._check_batch(x)
             parallel(bn_train_forward, self.channels, x2, gamma, beta, eps, self.act, y.reshape(x2.shape),
                      self.mean, self.invstd)
-            m = self.p["momentum"]
-            var = 1.0 / self.invstd ** 2 - eps
-            rm[...] = (1 - m) * rm + m * self.mean
-            rv[...] = (1 - m) * rv + m * var * (count / (count - 1))
+            self._update_running(x)
         else:
             parallel(bn_eval_forward, self.channels, x2, gamma, beta, rm, rv, eps, self.act, y.reshape(x2.shape))
             self.mean[...] = rm
@@ -162,15 +174,153 @@ class BatchNormOp(Op):
         flat = (self.channels, -1)
         dx = self.scratch("dx", self.x.shape)
         masked = self.scratch("masked", self.x.shape)
-        dgamma = self.grads.get("weight")
-        dbeta = self.grads.get("bias")
-        if dgamma is None:
-            dgamma = self.scratch("dgamma", (self.channels,))
-            dbeta = self.scratch("dbeta", (self.channels,))
+        dgamma, dbeta = self._grad_buffers()
         parallel(bn_backward, self.channels, dy.reshape(flat), self.x.reshape(flat), self.y.reshape(flat),
                  gamma, self.mean, self.invstd, self.train, self.act, masked.reshape(flat), dx.reshape(flat),
                  dgamma, dbeta)
         return [dx]
+
+
+# -- bn -> relu -> max pool in one op: the normalised map is never written. Forward pools the
+# normalised values on the fly; backward writes dx in one pass and scatters the pooled gradient.
+
+
+@kernel
+def bn_act_maxpool_forward(lo, hi, x, gamma, beta, eps, train, act, fh, fw, sh, sw, pt, pl, out, arg, mean, invstd):
+    """train: batch statistics into mean/invstd; else mean/invstd hold the running ones."""
+    C, H, W, N = x.shape
+    _, ho, wo, _ = out.shape
+    M = H * W * N
+    z = x.dtype.type(0)
+    six = x.dtype.type(6)
+    for c in range(lo, hi):
+        xc = x[c]
+        if train:
+            flat = xc.reshape(-1)
+            total = 0.0
+            for i in range(M):
+                total += flat[i]
+            mu = total / M
+            sq = 0.0
+            for i in range(M):
+                d = flat[i] - mu
+                sq += d * d
+            mean[c] = mu
+            invstd[c] = 1.0 / np.sqrt(sq / M + eps)
+        a = x.dtype.type(gamma[c] * invstd[c])
+        b = x.dtype.type(beta[c] - mean[c] * gamma[c] * invstd[c])
+        oc, ac = out[c], arg[c]
+        for oh in range(ho):
+            h0 = max(oh * sh - pt, 0)
+            h1 = min(oh * sh - pt + fh, H)
+            for ow in range(wo):
+                w0 = max(ow * sw - pl, 0)
+                w1 = min(ow * sw - pl + fw, W)
+                o, g = oc[oh, ow], ac[oh, ow]
+                first = xc[h0, w0]
+                start = h0 * W + w0
+                for n in range(N):
+                    o[n] = first[n] * a + b
+                    g[n] = start
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        if ih == h0 and iw == w0:
+                            continue
+                        v = xc[ih, iw]
+                        where = ih * W + iw
+                        for n in range(N):
+                            t = v[n] * a + b
+                            better = t > o[n]
+                            o[n] = t if better else o[n]
+                            g[n] = where if better else g[n]
+                for n in range(N):  # relu and relu6 commute with max
+                    o[n] = max(o[n], z) if act == RELU else min(max(o[n], z), six)
+
+
+@kernel
+def bn_act_maxpool_backward(lo, hi, dp, x, arg, gamma, beta, mean, invstd, train, act, g, dx, dgamma, dbeta):
+    """Per channel: scatter the pooled gradient to the arg-max positions (into g, which stays in
+    cache), mask it by the activation, then batch norm's backward in one vectorised pass."""
+    C, H, W, N = x.shape
+    M = H * W * N
+    P = dp.shape[1] * dp.shape[2]
+    z = x.dtype.type(0)
+    six = x.dtype.type(6)
+    for c in range(lo, hi):
+        inv = invstd[c]
+        a = x.dtype.type(gamma[c] * inv)
+        b = x.dtype.type(beta[c] - mean[c] * gamma[c] * inv)
+        gc, xc, dxc = g[c].reshape(-1), x[c].reshape(-1), dx[c].reshape(-1)
+        ac, pc = arg[c].reshape(-1), dp[c].reshape(-1)
+        gc[:] = z
+        for q in range(P):
+            base = q * N
+            for n in range(N):
+                gc[ac[base + n] * N + n] += pc[base + n]
+        sb = 0.0
+        sx = 0.0
+        for i in range(M):
+            t = xc[i] * a + b
+            live = t > z if act == RELU else (t > z and t < six)
+            v = gc[i] if live else z
+            gc[i] = v
+            sb += v
+            sx += v * xc[i]
+        sg = (sx - mean[c] * sb) * inv
+        dgamma[c] = sg
+        dbeta[c] = sb
+        scale = gamma[c] * inv
+        if train:
+            k = sg / M * inv
+            coef_g = x.dtype.type(scale)
+            coef_x = x.dtype.type(-scale * k)
+            shift = x.dtype.type(scale * (mean[c] * k - sb / M))
+            for i in range(M):
+                dxc[i] = coef_g * gc[i] + coef_x * xc[i] + shift
+        else:
+            coef_g = x.dtype.type(scale)
+            for i in range(M):
+                dxc[i] = coef_g * gc[i]
+
+
+class BatchNormActPoolOp(BatchNormOp):
+    """bn -> relu (or relu6) -> max pool, fused by Model when each feeds only the next."""
+
+    def __init__(self, node, dtype, act, pool):
+        super().__init__(node, dtype)
+        self.act = act
+        self.pool = pool  # the MaxPoolOp whose geometry and output shape this op takes over
+
+    def forward(self, xs, train, rng):
+        x = self.x = xs[0]
+        gamma, beta = self._affine()
+        self.train = train
+        self.mean = self.scratch("mean", (self.channels,), np.float64)
+        self.invstd = self.scratch("invstd", (self.channels,), np.float64)
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        p = self.pool
+        out = self.scratch("out", p.out_shape(x.shape[3]))
+        self.arg = self.scratch("arg", out.shape, np.int32)
+        if train:
+            self._check_batch(x)
+        else:
+            self.mean[...] = rm
+            self.invstd[...] = 1.0 / np.sqrt(rv.astype(np.float64) + self.p["eps"])
+        parallel(bn_act_maxpool_forward, self.channels, x, gamma, beta, self.p["eps"], train, self.act,
+                 p.fh, p.fw, p.sh, p.sw, p.pt, p.pl, out, self.arg, self.mean, self.invstd)
+        if train:
+            self._update_running(x)
+        return out
+
+    def backward(self, dy, need):
+        gamma, beta = self._affine()
+        dx = self.scratch("dx", self.x.shape)
+        dgamma, dbeta = self._grad_buffers()
+        g = self.scratch("g", self.x.shape)
+        parallel(bn_act_maxpool_backward, self.channels, dy, self.x, self.arg, gamma, beta, self.mean,
+                 self.invstd, self.train, self.act, g, dx, dgamma, dbeta)
+        return [dx]
+
 
 
 @kernel

@@ -47,16 +47,15 @@ def max_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, out, arg):
 @kernel
 def max_backward(lo, hi, dy, arg, dx):
     C, H, W, N = dx.shape
-    _, ho, wo, _ = dy.shape
+    P = dy.shape[1] * dy.shape[2]
     z = dx.dtype.type(0)
     for c in range(lo, hi):
-        dxc = dx[c]
-        dxc[...] = z
-        for oh in range(ho):
-            for ow in range(wo):
-                g, a = dy[c, oh, ow], arg[c, oh, ow]
-                for n in range(N):
-                    dxc[a[n] // W, a[n] % W, n] += g[n]
+        d, a, g = dx[c].reshape(-1), arg[c].reshape(-1), dy[c].reshape(-1)
+        d[:] = z
+        for q in range(P):
+            base = q * N
+            for n in range(N):
+                d[a[base + n] * N + n] += g[base + n]
 
 
 @kernel
