@@ -27,6 +27,7 @@ def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int
     started = time.perf_counter()
     from . import losses, optim
     from .model import Model
+    from .ops.base import Fused
     from .ops.threads import workers
     from .step import TrainStep
 
@@ -73,10 +74,11 @@ def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int
     model.timer = None
 
     layers = []
-    for node in spec.nodes:
+    for node, op in zip(spec.nodes, model.ops):
         fwd = spent[(node.name, "forward")] / steps
         bwd = spent[(node.name, "backward")] / steps
-        layers.append({"name": node.name, "type": node.kind.name, "output": list(node.shape),
+        fused_into = op.into.node.name if isinstance(op, Fused) else None
+        layers.append({"name": node.name, "type": node.kind.name, "output": list(node.shape), "fused_into": fused_into,
                        "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3,
                        "share": (fwd + bwd) / timed_step if timed_step else 0.0})
     in_layers = sum(layer["forward_ms"] + layer["backward_ms"] for layer in layers) / 1e3

@@ -86,10 +86,19 @@ class Optimizer:
 
     def __init__(self, params: np.ndarray, grads: np.ndarray, name: str = "adam", l1: float = 0.0,
                  clip: float = 0.0, **settings):
+        from .errors import UserError
+        from .spec.train import OPTIMIZERS
+
+        if name not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer '{name}'", "choose one of: " + ", ".join(OPTIMIZERS))
+        known = {p.name: p.default for p in OPTIMIZERS[name].params}
+        unknown = set(settings) - set(known)
+        if unknown:
+            raise UserError(f"{name} has no setting {', '.join(sorted(unknown))}", "it takes: " + ", ".join(known))
         self.params, self.grads = params, grads
         self.name = name
-        self.settings = settings
-        self.lr = settings["lr"]
+        self.settings = {**known, **settings}
+        self.lr = self.settings["lr"]
         self.l1, self.clip = l1, clip
         self.steps = 0
         self.state = {slot: np.zeros_like(params) for slot in self.SLOTS[name]}

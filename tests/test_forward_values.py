@@ -203,3 +203,30 @@ def test_conv_chunks_that_split_rows_give_the_same_result(monkeypatch, chain, ch
     np.testing.assert_allclose(pieces.forward(x, train=True), y, rtol=1e-12)
     np.testing.assert_allclose(pieces.backward(dy, input_grad=True), dx, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(pieces.grad("conv1.weight"), whole.grad("conv1.weight"), rtol=1e-12)
+
+
+@pytest.mark.parametrize("scheme,check", [
+    ("default", lambda w, fan_in, fan_out: np.abs(w).max() <= 1 / np.sqrt(fan_in)),
+    ("he_uniform", lambda w, fan_in, fan_out: np.abs(w).max() <= np.sqrt(6 / fan_in)),
+    ("xavier_uniform", lambda w, fan_in, fan_out: np.abs(w).max() <= np.sqrt(6 / (fan_in + fan_out))),
+    ("he_normal", lambda w, fan_in, fan_out: abs(w.std() / np.sqrt(2 / fan_in) - 1) < 0.05),
+    ("xavier_normal", lambda w, fan_in, fan_out: abs(w.std() / np.sqrt(2 / (fan_in + fan_out)) - 1) < 0.05),
+    ("zeros", lambda w, fan_in, fan_out: not w.any()),
+])
+def test_initialisation_schemes(scheme, check):
+    m = model(f"conv k=64 f=3 init={scheme} -> fc 100 init={scheme}", "32x8x8")
+    w = m.param("conv1.weight")
+    assert check(w, 32 * 9, 64 * 9)
+    assert check(m.param("fc1.weight"), 64 * 36, 100)
+    if scheme != "default":
+        assert not m.param("conv1.bias").any()  # He/Xavier start biases at zero
+    else:
+        assert np.abs(m.param("conv1.bias")).max() <= 1 / np.sqrt(32 * 9)
+        assert abs(w.std() / (1 / np.sqrt(3 * 32 * 9)) - 1) < 0.05  # U(-b, b) has std b / sqrt(3)
+
+
+def test_same_seed_same_weights_and_different_seed_different():
+    a, b, c = (Model(loads("input: 1x8x8\nnet: conv k=4 f=3 -> fc 3\n"), seed=s) for s in (7, 7, 8))
+    for name in a.params():
+        np.testing.assert_array_equal(a.param(name), b.param(name))
+    assert not np.array_equal(a.param("conv1.weight"), c.param("conv1.weight"))

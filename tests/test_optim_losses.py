@@ -125,3 +125,16 @@ def test_mse_and_mae():
     loss, grad, _ = Loss("mae")(pred, target)
     assert loss == pytest.approx(np.mean(np.abs(diff)))
     np.testing.assert_allclose(grad, np.sign(diff) / 4)
+
+
+def test_optimizer_defaults_and_errors():
+    from cnncli.errors import UserError
+
+    p, g = np.ones(3), np.full(3, 0.5)
+    opt = Optimizer(p, g, "sgd", lr=0.1)  # momentum etc. take the spec language's defaults
+    opt.step()
+    np.testing.assert_allclose(p, 1 - 0.05)
+    with pytest.raises(UserError, match="unknown optimizer 'adagrad'"):
+        Optimizer(p, g, "adagrad", lr=0.1)
+    with pytest.raises(UserError, match="sgd has no setting betas"):
+        Optimizer(p, g, "sgd", lr=0.1, betas=0.9)

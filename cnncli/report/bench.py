@@ -17,9 +17,14 @@ def show(r: dict, out: Console) -> None:
                          ("backward ms", "right"), ("share", "right")):
         t.add_column(col, justify=justify, no_wrap=True)
     for layer in r["layers"]:
+        if layer["fused_into"]:
+            t.add_row(layer["name"], layer["type"], describe_shape(layer["output"]), f"in {layer['fused_into']}", "", "")
+            continue
         t.add_row(layer["name"], layer["type"], describe_shape(layer["output"]), f"{layer['forward_ms']:.3f}",
                   f"{layer['backward_ms']:.3f}", f"{100 * layer['share']:.1f}%")
     out.print(t)
+    if any(layer["fused_into"] for layer in r["layers"]):
+        out.print("'in X': computed in the same pass as layer X (bn -> relu -> max pool are fused)", markup=False)
     out.print()
     lines = [
         f"training step: {r['train_step_ms']:.2f} ms = {r['train_samples_per_s']:,.0f} samples/s "
