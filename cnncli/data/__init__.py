@@ -1,0 +1,99 @@
+"""Datasets: named ones (fashion-mnist, mnist, ...) and files in the common formats, as numpy arrays.
+
+A name resolves to, in order: the --data directory, $CNNCLI_DATA/<name>, /usr/share/datasets/<name>
+(Debian's dataset packages), and for fashion-mnist a small real sample shipped inside cnncli, so
+that training works offline on a fresh install. The Dataset says which source was used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from . import formats
+
+SAMPLE = Path(__file__).resolve().parent / "sample"
+SYSTEM = Path("/usr/share/datasets")
+
+CLASS_NAMES = {
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "mnist": [str(d) for d in range(10)],
+    "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+    "cifar-10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+NAMES = ("fashion-mnist", "mnist", "kmnist", "emnist", "cifar-10", "cifar-100")
+
+
+@dataclass
+class Dataset:
+    name: str
+    source: str  # where it came from, shown to the user
+    x_train: np.ndarray  # (N, C, H, W), uint8 or float32
+    y_train: np.ndarray  # (N,) int64 labels, or (N, K) float32 targets
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    class_names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def classes(self) -> int:
+        labels = [self.y_train] + ([self.y_test] if self.y_test is not None else [])
+        return int(max(int(y.max()) for y in labels)) + 1
+
+
+def resolve(name_or_path: str, data_dir: str | Path | None = None) -> Dataset:
+    """A dataset from a name (see NAMES) or a path (a file or a directory in a known format)."""
+    key = name_or_path.lower()
+    if key in NAMES:
+        return _named(key, data_dir)
+    path = Path(name_or_path).expanduser()
+    if data_dir is not None and not path.is_absolute() and not path.exists():
+        path = Path(data_dir) / name_or_path
+    if not path.exists():
+        raise UserError(
+            f"no dataset '{name_or_path}': it is neither a known name nor an existing path",
+            "names: " + ", ".join(NAMES) + "; or give a directory of IDX or CIFAR files, an .npz, a .csv, "
+            "or a folder of class sub-folders of images",
+        )
+    dataset = formats.load_path(path)
+    dataset.name = dataset.name or path.stem
+    return dataset
+
+
+def _named(name: str, data_dir: str | Path | None) -> Dataset:
+    tried = []
+    candidates = []
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise UserError(f"--data {data_dir}: no such directory", f"give the directory that holds the {name} files")
+        candidates.append((Path(data_dir), "--data"))
+    if os.environ.get("CNNCLI_DATA"):
+        candidates.append((Path(os.environ["CNNCLI_DATA"]) / name, "$CNNCLI_DATA"))
+    candidates.append((SYSTEM / name, "system"))
+    for path, how in candidates:
+        if path.is_dir() and any(path.iterdir()):
+            dataset = formats.load_path(path)
+            dataset.name, dataset.source = name, f"{path} ({how})"
+            dataset.class_names = dataset.class_names or CLASS_NAMES.get(name)
+            return dataset
+        tried.append(str(path))
+    if name == "fashion-mnist":
+        dataset = formats.load_path(SAMPLE)
+        dataset.name = name
+        dataset.source = (f"the sample shipped with cnncli ({len(dataset.x_train):,} training and "
+                          f"{len(dataset.x_test):,} test images); for the full set: apt-get install "
+                          "dataset-fashion-mnist, or --data DIR")
+        dataset.class_names = CLASS_NAMES[name]
+        return dataset
+    raise UserError(f"dataset '{name}' was not found (looked in: {', '.join(tried)})",
+                    "download it and give its directory with --data DIR, or set CNNCLI_DATA to a folder "
+                    f"that holds a '{name}' directory")
