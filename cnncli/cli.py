@@ -113,6 +113,79 @@ def layers(
         _fail(exc)
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().removeprefix("train.")
+        if not sep or not key:
+            raise UserError(f"--set {pair}: expected key=value", "e.g. --set optimizer='sgd lr=0.1 momentum=0.9'")
+        out[key] = value
+    return out
+
+
+@app.command(epilog="Example: cnn train architectures/fashion-tutorial.yaml --epochs 2\n\n"
+             "Resume: cnn train --resume runs/fashion-tutorial-20261122-101500")
+def train(
+    spec: Optional[Path] = typer.Argument(None, help="The spec file (YAML); not needed with --resume.", show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (overrides train.data)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training set."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=2, help="Samples per step."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for weights, shuffling, dropout, augmentation."),
+    sets: list[str] = typer.Option([], "--set", help="Override a train setting: --set key=value (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/NAME-TIMESTAMP)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads (default: CNNCLI_THREADS or all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress and no per-epoch lines."),
+    json_out: bool = typer.Option(False, "--json", help="Print the final summary as JSON on stdout."),
+) -> None:
+    """Train a network: checkpoints, metrics and the spec go to a run directory.
+
+    Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and says how to resume.
+    """
+    from . import train as trainer
+    from .report import console
+    from .report.progress import TrainReport
+
+    report = TrainReport(quiet, json_out)
+    err = console(stderr=True)
+    try:
+        if resume is not None:
+            summary = trainer.resume(resume, report, threads)
+        else:
+            if spec is None:
+                raise UserError("cnn train needs a spec file (or --resume RUN_DIR)",
+                                "e.g. cnn train architectures/fashion-tutorial.yaml")
+            overrides = _settings(sets)
+            for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr), ("seed", seed)):
+                if value is not None:
+                    overrides[key] = str(value)
+            summary = trainer.start(spec, trainer.Options(data, out, overrides, threads), report)
+    except UserError as exc:
+        report.close()
+        _fail(exc)
+    except trainer.Interrupted as exc:
+        report.close()
+        run = exc.path.parent.parent
+        err.print(f"interrupted: saved {exc.path}; resume with: cnn train --resume {run}", markup=False)
+        raise typer.Exit(128 + exc.signum)
+    except trainer.LossDiverged as exc:
+        report.close()
+        err.print(f"error: {exc}", markup=False)
+        err.print("  hint: lower the learning rate (--lr), clip gradients (--set clip=1.0), or check the data",
+                  markup=False)
+        raise typer.Exit(3)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    elif not quiet:
+        best = summary["best"]
+        line = f"done: {summary['epochs']} epochs in {summary['seconds']:.1f} s; run directory {summary['run']}"
+        if best:
+            line += f"; best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}"
+        console().print(line, markup=False)
+
+
 @app.command(epilog="Example: cnn bench architectures/fashion-tutorial.yaml --batch 64")
 def bench(
     spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import LayerError, UserError
+from ..errors import LayerError, UserError, Where
 from ..layers.base import REQUIRED, Param
 from .chain import suggest
 from .yamlsrc import Node, type_name
@@ -209,3 +209,28 @@ def _component(item: Node, table, what: str):
                          "choose one of: " + ", ".join(table))
     name, params = parse_component(item.value, table, what)
     return {"name": name, **params}
+
+
+def with_overrides(spec, overrides: dict[str, str]) -> dict[str, Any]:
+    """The spec's train settings with command-line `--set key=value` overrides (values in YAML)."""
+    from . import yamlsrc
+
+    root = yamlsrc.load(spec.source, spec.file) if spec.source.strip() else Node({}, None)
+    node = root.value.get("train") if isinstance(root.value, dict) else None
+    merged = dict(node.value) if node is not None and isinstance(node.value, dict) else {}
+    for key, text in overrides.items():
+        value = yamlsrc.load(text, f"--set train.{key}")
+        value.where = Where(f"--set train.{key}={text}")
+        merged[key] = value
+    return validate(Node(merged, node.where if node is not None else None))
+
+
+def jsonable(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as JSON values (tuples become lists), for run files and checkpoints."""
+    def convert(v):
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [convert(x) for x in v]
+        return v
+    return convert(settings)

@@ -1,0 +1,352 @@
+"""`cnn train`: the training loop, run directories, checkpoints, resume, interruption.
+
+Everything random is drawn from generators seeded by (seed, epoch, step): the shuffle of each
+epoch, augmentation, dropout. With the optimizer, schedule and BN state in the checkpoint, a
+resumed run therefore continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint, data as datasets
+from .errors import UserError
+from .spec import Spec, loads
+from .spec.train import jsonable, with_overrides
+
+DEFAULTS = {"epochs": 5, "batch": 64, "val": 0.1, "seed": 0}
+HIGHER_IS_BETTER = {"val_acc": True, "acc": True, "val_loss": False, "loss": False}
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int, path: Path):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum, self.path = signum, path
+
+
+class LossDiverged(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+@dataclass
+class Options:
+    data: str | None = None
+    out: Path | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    threads: int | None = None
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs besides the model: data split, normalisation, settings."""
+
+    settings: dict[str, Any]
+    dataset: Any
+    train_index: np.ndarray
+    val_index: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> Prepared:
+    name = data_override or settings.get("data")
+    if not name:
+        raise UserError("no data to train on", "give --data NAME_OR_PATH, or `data:` under `train:` in the spec")
+    data_dir = None
+    spec_named = str(settings.get("data", "")).lower() in datasets.NAMES
+    if data_override and spec_named and data_override.lower() not in datasets.NAMES and Path(data_override).is_dir():
+        name, data_dir = settings["data"], data_override  # --data DIR for the spec's named dataset
+    dataset = datasets.resolve(name, data_dir)
+    check_fits(spec, dataset)
+    rng = np.random.default_rng([settings["seed"], 999])
+    order = rng.permutation(len(dataset.x_train))
+    val = settings["val"]
+    count = int(round(val * len(order))) if isinstance(val, float) else int(val)
+    if count >= len(order) - 1:
+        raise UserError(f"val {val} leaves no training data ({len(order)} samples)", "use a smaller fraction or count")
+    from .data.augment import channel_stats
+
+    train_index, val_index = np.sort(order[count:]), np.sort(order[:count])
+    mean, std = channel_stats(dataset.x_train[train_index])
+    return Prepared(settings, dataset, train_index, val_index, mean, std)
+
+
+def check_fits(spec: Spec, dataset) -> None:
+    if tuple(dataset.shape) != tuple(spec.input):
+        shape = "x".join(map(str, dataset.shape))
+        raise UserError(f"the data ({dataset.source}) has images of {shape}, the spec's input is "
+                        f"{'x'.join(map(str, spec.input))}",
+                        f"set `input: {shape}` in the spec, or use data of the spec's shape")
+    if spec.classes is not None and dataset.y_train.ndim == 1 and dataset.classes > spec.classes:
+        raise UserError(f"the data has {dataset.classes} classes (labels 0-{dataset.classes - 1}), the spec "
+                        f"says classes: {spec.classes}", f"set `classes: {dataset.classes}` and end the net with "
+                        f"fc {dataset.classes}")
+
+
+class Run:
+    """One training run: model, optimizer, schedule, data, and the run directory's files."""
+
+    def __init__(self, spec: Spec, prepared: Prepared, out: Path, report, resume: checkpoint.Checkpoint | None = None):
+        from . import losses, optim
+        from .data.augment import Batcher
+        from .model import Model
+        from .schedules import Schedule
+        from .step import TrainStep
+
+        s = self.settings = prepared.settings
+        self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
+        self.model = Model(spec, np.float32, seed=s["seed"])
+        self.loss = losses.from_spec(s, spec.classes)
+        self.optimizer = optim.from_spec(s, self.model.flat_params, self.model.flat_grads)
+        self.step = TrainStep(self.model, self.loss, self.optimizer)
+        ds = prepared.dataset
+        self.batcher = Batcher(ds.x_train, prepared.mean, prepared.std, s.get("augment", []), s["seed"])
+        self.labels = ds.y_train
+        self.batch = s["batch"]
+        self.steps_per_epoch = len(self.batches(0))
+        self.schedule = Schedule(s.get("schedule"), self.optimizer.lr, s["epochs"], self.steps_per_epoch)
+        stop = s.get("early_stop")
+        self.monitor = stop["metric"] if stop else ("val_acc" if self.loss.classifies else "val_loss")
+        if not len(prepared.val_index) and self.monitor.startswith("val_"):
+            self.monitor = self.monitor[4:]
+        self.epoch, self.start_step, self.global_step = 0, 0, 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.bad_epochs = 0
+        self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        if resume is not None:
+            self._restore(resume)
+
+    # -- data order
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        index = self.prepared.train_index
+        order = index[np.random.default_rng([self.settings["seed"], epoch]).permutation(len(index))]
+        out = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
+        if len(out) > 1 and len(out[-1]) < 2:
+            out.pop()  # batch norm cannot train on a batch of one
+        return out
+
+    # -- the loop
+
+    def fit(self) -> dict[str, Any]:
+        caught: list[int] = []
+        previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._fit(caught)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _fit(self, caught: list[int]) -> dict[str, Any]:
+        s = self.settings
+        started = time.perf_counter()
+        stopped_early = False
+        for epoch in range(self.epoch, s["epochs"]):
+            self.epoch = epoch
+            batches = self.batches(epoch)
+            self.report.epoch_start(epoch, s["epochs"], len(batches), self.start_step)
+            tick = time.perf_counter()
+            for step in range(self.start_step, len(batches)):
+                index = batches[step]
+                self.optimizer.lr = self.schedule.lr(epoch, step)
+                x = self.batcher(index, epoch, step, train=True)
+                self.model.rng = np.random.default_rng([s["seed"], 3, epoch, step])
+                loss, correct = self.step(x, self.labels[index])
+                if not math.isfinite(loss):  # the weights are spoiled: keep the last checkpoint as it is
+                    kept = self.out / "checkpoints" / "last.npz"
+                    raise LossDiverged(
+                        f"the loss became {loss} at epoch {epoch + 1}, step {step + 1} (learning rate "
+                        f"{self.optimizer.lr:.3g}); training stopped. "
+                        + (f"The last good checkpoint is kept: {kept}" if kept.exists()
+                           else "No epoch had finished, so there is no checkpoint."))
+                self.global_step += 1
+                p = self.partial
+                p["loss"] += loss * len(index)
+                p["correct"] += correct
+                p["seen"] += len(index)
+                self.report.step(step + 1, p["loss"] / p["seen"],
+                                 p["correct"] / p["seen"] if self.loss.classifies else None,
+                                 p["seen"] / (p["seconds"] + time.perf_counter() - tick))
+                if caught:
+                    p["seconds"] += time.perf_counter() - tick
+                    self.start_step = step + 1
+                    path = self.save_last()
+                    raise Interrupted(caught[0], path)
+            self.start_step = 0
+            self.partial["seconds"] += time.perf_counter() - tick
+            row = self._end_epoch(epoch)
+            self.report.epoch_end(row)
+            if self._should_stop(row):
+                stopped_early = True
+                self.report.message(f"early stopping: {self.monitor} has not improved for "
+                                    f"{s['early_stop']['patience']} epochs")
+                break
+        return self.summary(time.perf_counter() - started, stopped_early)
+
+    def evaluate(self, index: np.ndarray) -> tuple[float, float | None]:
+        total, correct = 0.0, 0
+        for i in range(0, len(index), self.batch):
+            part = index[i : i + self.batch]
+            loss, right = self.step.evaluate(self.batcher(part), self.labels[part])
+            total += loss * len(part)
+            correct += right
+        return total / len(index), (correct / len(index) if self.loss.classifies else None)
+
+    def _end_epoch(self, epoch: int) -> dict[str, Any]:
+        p = self.partial
+        row = {"epoch": epoch + 1, "loss": p["loss"] / p["seen"], "lr": self.optimizer.lr,
+               "seconds": p["seconds"], "samples_per_s": p["seen"] / max(p["seconds"], 1e-9)}
+        if self.loss.classifies:
+            row["acc"] = p["correct"] / p["seen"]
+        if len(self.prepared.val_index):
+            row["val_loss"], val_acc = self.evaluate(self.prepared.val_index)
+            if val_acc is not None:
+                row["val_acc"] = val_acc
+        self.history.append(row)
+        self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        self.schedule.epoch_end(row.get(self.monitor), HIGHER_IS_BETTER[self.monitor])
+        value = row.get(self.monitor)
+        better = self.best is None or (value > self.best["value"] if HIGHER_IS_BETTER[self.monitor]
+                                       else value < self.best["value"])
+        min_delta = (self.settings.get("early_stop") or {}).get("min_delta", 0.0)
+        if self.best is not None and abs(value - self.best["value"]) <= min_delta:
+            better = False
+        if better:
+            self.best = {"metric": self.monitor, "value": value, "epoch": epoch + 1}
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        self.epoch = epoch + 1
+        self.write_metrics()
+        if better:
+            self.save("best")
+        self.save_last()
+        return row
+
+    def _should_stop(self, row) -> bool:
+        stop = self.settings.get("early_stop")
+        return bool(stop) and self.bad_epochs >= stop["patience"]
+
+    # -- files
+
+    def meta(self) -> dict[str, Any]:
+        ds = self.prepared.dataset
+        return {
+            "spec": self.spec.source, "spec_file": self.spec.file, "name": self.spec.name,
+            "input": list(self.spec.input), "classes": self.spec.classes, "class_names": ds.class_names,
+            "normalisation": {"mean": self.prepared.mean.tolist(), "std": self.prepared.std.tolist()},
+            "train": jsonable(self.settings),
+            "data": {"name": ds.name, "source": ds.source, "train_samples": int(len(self.prepared.train_index)),
+                     "val_samples": int(len(self.prepared.val_index))},
+            "epoch": self.epoch, "step": self.start_step, "global_step": self.global_step,
+            "optimizer": {"name": self.optimizer.name, "steps": self.optimizer.steps, "lr": self.optimizer.lr},
+            "schedule": self.schedule.state, "best": self.best, "bad_epochs": self.bad_epochs,
+            "partial_epoch": self.partial, "history": self.history,
+            "threads": _threads(), "saved": datetime.now().isoformat(timespec="seconds"),
+        }
+
+    def save(self, which: str) -> Path:
+        path = self.out / "checkpoints" / f"{which}.npz"
+        checkpoint.save(path, self.model, self.meta(), self.optimizer)
+        return path
+
+    def save_last(self) -> Path:
+        return self.save("last")
+
+    def write_metrics(self) -> None:
+        lines = "".join(json.dumps(row) + "\n" for row in self.history)
+        checkpoint.write_text_atomic(self.out / "metrics.jsonl", lines)
+        columns = ["epoch", "loss", "acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, [c for c in columns if any(c in r for r in self.history)], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.history)
+        checkpoint.write_text_atomic(self.out / "metrics.csv", buf.getvalue())
+
+    def _restore(self, ck: checkpoint.Checkpoint) -> None:
+        m = ck.meta
+        ck.restore(self.model, self.optimizer)
+        self.optimizer.steps = m["optimizer"]["steps"]
+        self.schedule.state = m["schedule"]
+        self.epoch, self.start_step, self.global_step = m["epoch"], m["step"], m["global_step"]
+        self.best, self.bad_epochs = m["best"], m["bad_epochs"]
+        self.partial, self.history = m["partial_epoch"], m["history"]
+
+    def summary(self, seconds: float, stopped_early: bool) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        return {"run": str(self.out), "name": self.spec.name, "data": self.prepared.dataset.source,
+                "epochs": len(self.history), "stopped_early": stopped_early, "seconds": round(seconds, 2),
+                "final": last, "best": self.best,
+                "checkpoints": {"last": str(self.out / "checkpoints" / "last.npz"),
+                                "best": str(self.out / "checkpoints" / "best.npz")}}
+
+
+def _threads() -> int:
+    from .ops.threads import workers
+
+    return workers()
+
+
+def run_dir(spec: Spec, out: Path | None) -> Path:
+    if out is not None:
+        return Path(out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{spec.name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{spec.name}-{stamp}-{n}"
+    return path
+
+
+def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
+    from . import spec as specs
+
+    spec = specs.load(spec_path)
+    settings = {**DEFAULTS, **with_overrides(spec, options.overrides)}
+    _set_threads(options.threads or settings.get("threads"))
+    prepared = prepare(spec, settings, options.data)
+    out = run_dir(spec, options.out)
+    if (out / "checkpoints" / "last.npz").exists():
+        raise UserError(f"{out} already holds a run", f"resume it with cnn train --resume {out}, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_text_atomic(out / "spec.yaml", spec.source)
+    checkpoint.write_text_atomic(out / "run.json", json.dumps({
+        "spec_file": str(spec_path), "data": options.data, "settings": jsonable(settings),
+        "threads": _threads()}, indent=2) + "\n")
+    report.message(f"data: {prepared.dataset.source}")
+    report.message(f"run directory: {out}")
+    return Run(spec, prepared, out, report).fit()
+
+
+def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
+    ck = checkpoint.load(Path(run) / "checkpoints" / "last.npz") if Path(run).is_dir() else checkpoint.load(run)
+    out = Path(run) if Path(run).is_dir() else ck.path.parent.parent
+    spec = loads(ck.meta["spec"], ck.meta["spec_file"])
+    settings = ck.meta["train"]
+    _set_threads(threads or ck.meta.get("threads"))
+    run_info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+    prepared = prepare(spec, settings, run_info.get("data"))
+    report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}")
+    return Run(spec, prepared, out, report, resume=ck).fit()
+
+
+def _set_threads(count) -> None:
+    if count:
+        from .ops.threads import set_threads
+
+        set_threads(int(count))
