@@ -119,6 +119,10 @@ def _cifar_dir(path: Path, files):
 def _npz(path: Path):
     from . import Dataset
 
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":
+            raise UserError(f"{path}: not a readable .npz file (it is no zip archive)",
+                            "np.savez(path, x=images, y=labels) writes one")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
