@@ -65,7 +65,7 @@ def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> 
     if not name:
         raise UserError("no data to train on", "give --data NAME_OR_PATH, or `data:` under `train:` in the spec")
     data_dir = None
-    spec_named = str(settings.get("data", "")).lower() in datasets.NAMES
+    spec_named = str(settings.get("data", "")).lower() in datasets.NAMES  # e.g. fashion-mnist
     if data_override and spec_named and data_override.lower() not in datasets.NAMES and Path(data_override).is_dir():
         name, data_dir = settings["data"], data_override  # --data DIR for the spec's named dataset
     dataset = datasets.resolve(name, data_dir)

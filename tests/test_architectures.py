@@ -12,6 +12,7 @@ from .helpers import ARCHITECTURES
 # column (which counts multiply-adds of conv and linear layers).
 PUBLISHED = {
     "fashion-tutorial": (29_034, None),
+    "fashion-recipe": (871_338, None),  # our own recipe: 288+64+9216+64+18432+128+36864+128+803072+512+2570
     "lenet-5": (61_706, None),
     "alexnet": (61_100_840, 0.71e9),
     "zfnet": (62_357_608, None),

@@ -29,6 +29,7 @@ def test_named_dataset_falls_back_to_the_sample(monkeypatch, tmp_path):
     monkeypatch.delenv("CNNCLI_DATA", raising=False)
     d = resolve("fashion-mnist")
     assert "sample shipped with cnncli" in d.source and d.class_names[0] == "T-shirt/top"
+    assert len(resolve("fashion-mnist-sample").x_train) == 6000
     with pytest.raises(UserError, match="dataset 'mnist' was not found"):
         resolve("mnist")
     with pytest.raises(UserError, match="--data /nope: no such directory"):

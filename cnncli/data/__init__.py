@@ -26,7 +26,7 @@ CLASS_NAMES = {
     "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
     "cifar-10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
-NAMES = ("fashion-mnist", "mnist", "kmnist", "emnist", "cifar-10", "cifar-100")
+NAMES = ("fashion-mnist", "fashion-mnist-sample", "mnist", "kmnist", "emnist", "cifar-10", "cifar-100")
 
 
 @dataclass
@@ -70,6 +70,8 @@ def resolve(name_or_path: str, data_dir: str | Path | None = None) -> Dataset:
 
 
 def _named(name: str, data_dir: str | Path | None) -> Dataset:
+    if name == "fashion-mnist-sample":
+        return _sample()
     tried = []
     candidates = []
     if data_dir is not None:
@@ -87,13 +89,19 @@ def _named(name: str, data_dir: str | Path | None) -> Dataset:
             return dataset
         tried.append(str(path))
     if name == "fashion-mnist":
-        dataset = formats.load_path(SAMPLE)
-        dataset.name = name
-        dataset.source = (f"the sample shipped with cnncli ({len(dataset.x_train):,} training and "
-                          f"{len(dataset.x_test):,} test images); for the full set: apt-get install "
-                          "dataset-fashion-mnist, or --data DIR")
-        dataset.class_names = CLASS_NAMES[name]
+        dataset = _sample()
+        dataset.source += "; for the full set: apt-get install dataset-fashion-mnist, or --data DIR"
         return dataset
     raise UserError(f"dataset '{name}' was not found (looked in: {', '.join(tried)})",
                     "download it and give its directory with --data DIR, or set CNNCLI_DATA to a folder "
                     f"that holds a '{name}' directory")
+
+
+def _sample() -> Dataset:
+    """The Fashion-MNIST sample inside the package: 6,000 training and 1,000 test images, balanced."""
+    dataset = formats.load_path(SAMPLE)
+    dataset.name = "fashion-mnist"
+    dataset.source = (f"the Fashion-MNIST sample shipped with cnncli ({len(dataset.x_train):,} training and "
+                      f"{len(dataset.x_test):,} test images)")
+    dataset.class_names = CLASS_NAMES["fashion-mnist"]
+    return dataset
