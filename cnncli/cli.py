@@ -186,6 +186,94 @@ def train(
         console().print(line, markup=False)
 
 
+@app.command(name="eval", epilog="Example: cnn eval runs/fashion-tutorial-20261122-101500 --png confusion.png")
+def evaluate(
+    run: Path = typer.Argument(..., help="A run directory (its best checkpoint) or a .npz checkpoint.", show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (default: what it was trained on)."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="k for the top-k accuracy."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write the confusion matrix as a PNG image."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Loss, accuracy, top-k, per-class precision/recall/F1 and the confusion matrix on the test split."""
+    from . import evaluate as ev
+    from .report import console
+    from .report import evaluate as report
+
+    try:
+        result = ev.evaluate(ev.load_trained(run), data, top_k)
+        if png is not None:
+            if "confusion" not in result:
+                raise UserError("--png draws a confusion matrix, which a regression model does not have", None)
+            ev.confusion_png(result, png)
+    except UserError as exc:
+        _fail(exc)
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        report.show_eval(result, console())
+
+
+@app.command(epilog="Example: cnn predict runs/fashion-tutorial-20261122-101500 shoe.png\n\n"
+             "From a dataset: cnn predict RUN --data fashion-mnist-sample --index 0,1,2")
+def predict(
+    run: Path = typer.Argument(..., help="A run directory or a .npz checkpoint.", show_default=False),
+    inputs: list[Path] = typer.Argument(None, help="Image files (PNG/JPEG).", show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", help="Take inputs from this dataset's test split instead."),
+    index: Optional[str] = typer.Option(None, "--index", help="Sample indices for --data, e.g. 0,5,9."),
+    top: int = typer.Option(3, "--top", min=1, help="How many classes to show."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The most likely classes, with probabilities, for image files or dataset samples."""
+    import numpy as np
+
+    from . import evaluate as ev
+    from .report import console
+    from .report import evaluate as report
+
+    try:
+        trained = ev.load_trained(run)
+        if not trained.meta.get("classes"):
+            raise UserError("cnn predict shows classes; this model does regression", "use cnn eval")
+        shape = tuple(trained.meta["input"])
+        items = []
+        if data is not None:
+            from . import data as datasets
+
+            ds = datasets.resolve(data)
+            images, labels = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x_train, ds.y_train)
+            try:
+                picks = [int(i) for i in (index or "0").split(",")]
+            except ValueError:
+                raise UserError(f"--index {index}: expected whole numbers separated by commas", None) from None
+            for i in picks:
+                if not 0 <= i < len(images):
+                    raise UserError(f"--index {i} is outside the {len(images):,} samples", None)
+                items.append((f"{data}[{i}]", images[i], [], int(labels[i])))
+        elif inputs:
+            for path in inputs:
+                image, notes = ev.read_image(path, shape)
+                items.append((str(path), image, notes, None))
+        else:
+            raise UserError("nothing to predict", "give image files, or --data NAME --index 0,1,2")
+        batch = np.stack([item[1] for item in items])
+        if tuple(batch.shape[1:]) != shape:
+            raise UserError(f"the inputs are {'x'.join(map(str, batch.shape[1:]))}, the model takes "
+                            f"{'x'.join(map(str, shape))}", None)
+        probs = trained.outputs(batch)
+    except UserError as exc:
+        _fail(exc)
+    names = trained.class_names
+    results = []
+    for (label, _, notes, truth), p in zip(items, probs):
+        order = np.argsort(-p)[:top]
+        results.append({"input": label, "notes": notes, "label": names[truth] if truth is not None else None,
+                        "top": [{"class": names[k], "index": int(k), "probability": float(p[k])} for k in order]})
+    if json_out:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    else:
+        report.show_predictions(results, console())
+
+
 @app.command(epilog="Example: cnn bench architectures/fashion-tutorial.yaml --batch 64")
 def bench(
     spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, data as datasets
+from . import checkpoint
+from . import data as datasets
 from .errors import UserError
 from .spec import Spec, loads
 from .spec.train import jsonable, with_overrides

@@ -8,13 +8,27 @@ import numpy as np
 from ..errors import UserError
 from .base import Op
 from .jit import kernel
+from .pool import NO_ACT, RELU, RELU6, max_pool_channel
 from .threads import parallel
 
 # Batch norm kernels work per channel on the (C, M) view, M = H*W*N. They keep no normalised copy
 # of x: backward recomputes it, which costs less than writing and reading one. `act` fuses a
 # following ReLU (1) or ReLU6 (2) into the same pass (see Model's fusion of bn -> relu).
 
-NO_ACT, RELU, RELU6 = 0, 1, 2
+
+
+@kernel
+def channel_stats(flat, eps):
+    """Mean and 1/sqrt(biased variance + eps) of one channel, two passes in float64."""
+    total = 0.0
+    for i in range(flat.size):
+        total += flat[i]
+    mu = total / flat.size
+    sq = 0.0
+    for i in range(flat.size):
+        d = flat[i] - mu
+        sq += d * d
+    return mu, 1.0 / np.sqrt(sq / flat.size + eps)
 
 
 @kernel
@@ -36,21 +50,11 @@ def _affine(xc, scale, shift, act, yc):
 
 @kernel
 def bn_train_forward(lo, hi, x, gamma, beta, eps, act, y, mean, invstd):
-    M = x.shape[1]
     for c in range(lo, hi):
-        xc = x[c]
-        total = 0.0
-        for i in range(M):
-            total += xc[i]
-        mu = total / M
-        sq = 0.0
-        for i in range(M):
-            d = xc[i] - mu
-            sq += d * d
-        inv = 1.0 / np.sqrt(sq / M + eps)
+        mu, inv = channel_stats(x[c], eps)
         mean[c] = mu
         invstd[c] = inv
-        _affine(xc, gamma[c] * inv, beta[c] - mu * gamma[c] * inv, act, y[c])
+        _affine(x[c], gamma[c] * inv, beta[c] - mu * gamma[c] * inv, act, y[c])
 
 
 @kernel
@@ -188,53 +192,11 @@ class BatchNormOp(Op):
 @kernel
 def bn_act_maxpool_forward(lo, hi, x, gamma, beta, eps, train, act, fh, fw, sh, sw, pt, pl, out, arg, mean, invstd):
     """train: batch statistics into mean/invstd; else mean/invstd hold the running ones."""
-    C, H, W, N = x.shape
-    _, ho, wo, _ = out.shape
-    M = H * W * N
-    z = x.dtype.type(0)
-    six = x.dtype.type(6)
     for c in range(lo, hi):
-        xc = x[c]
         if train:
-            flat = xc.reshape(-1)
-            total = 0.0
-            for i in range(M):
-                total += flat[i]
-            mu = total / M
-            sq = 0.0
-            for i in range(M):
-                d = flat[i] - mu
-                sq += d * d
-            mean[c] = mu
-            invstd[c] = 1.0 / np.sqrt(sq / M + eps)
-        a = x.dtype.type(gamma[c] * invstd[c])
-        b = x.dtype.type(beta[c] - mean[c] * gamma[c] * invstd[c])
-        oc, ac = out[c], arg[c]
-        for oh in range(ho):
-            h0 = max(oh * sh - pt, 0)
-            h1 = min(oh * sh - pt + fh, H)
-            for ow in range(wo):
-                w0 = max(ow * sw - pl, 0)
-                w1 = min(ow * sw - pl + fw, W)
-                o, g = oc[oh, ow], ac[oh, ow]
-                first = xc[h0, w0]
-                start = h0 * W + w0
-                for n in range(N):
-                    o[n] = first[n] * a + b
-                    g[n] = start
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        if ih == h0 and iw == w0:
-                            continue
-                        v = xc[ih, iw]
-                        where = ih * W + iw
-                        for n in range(N):
-                            t = v[n] * a + b
-                            better = t > o[n]
-                            o[n] = t if better else o[n]
-                            g[n] = where if better else g[n]
-                for n in range(N):  # relu and relu6 commute with max
-                    o[n] = max(o[n], z) if act == RELU else min(max(o[n], z), six)
+            mean[c], invstd[c] = channel_stats(x[c].reshape(-1), eps)
+        scale = gamma[c] * invstd[c]
+        max_pool_channel(x[c], scale, beta[c] - mean[c] * scale, act, fh, fw, sh, sw, pt, pl, out[c], arg[c])
 
 
 @kernel

@@ -13,35 +13,55 @@ from .threads import parallel
 # over the batch, contiguous in CHWN, so it vectorises.
 
 
+NO_ACT, RELU, RELU6 = 0, 1, 2
+
+
+@kernel
+def max_pool_channel(xc, scale, shift, act, fh, fw, sh, sw, pt, pl, oc, ac):
+    """Max pooling of one channel (H, W, N) of scale * x + shift, then the activation `act` (relu and
+    relu6 commute with max). ac gets the arg-max as ih * W + iw; ties go to the first, as PyTorch.
+    Plain pooling is scale 1, shift 0, no activation; batch norm's fused op passes its own."""
+    H, W, N = xc.shape
+    ho, wo = oc.shape[0], oc.shape[1]
+    a = xc.dtype.type(scale)
+    b = xc.dtype.type(shift)
+    z = xc.dtype.type(0)
+    six = xc.dtype.type(6)
+    for oh in range(ho):
+        h0 = max(oh * sh - pt, 0)
+        h1 = min(oh * sh - pt + fh, H)
+        for ow in range(wo):
+            w0 = max(ow * sw - pl, 0)
+            w1 = min(ow * sw - pl + fw, W)
+            o, g = oc[oh, ow], ac[oh, ow]
+            first = xc[h0, w0]
+            start = h0 * W + w0
+            for n in range(N):
+                o[n] = first[n] * a + b
+                g[n] = start
+            for ih in range(h0, h1):
+                for iw in range(w0, w1):
+                    if ih == h0 and iw == w0:
+                        continue
+                    v = xc[ih, iw]
+                    where = ih * W + iw
+                    for n in range(N):
+                        t = v[n] * a + b
+                        better = t > o[n]
+                        o[n] = t if better else o[n]
+                        g[n] = where if better else g[n]
+            if act == RELU:
+                for n in range(N):
+                    o[n] = max(o[n], z)
+            elif act == RELU6:
+                for n in range(N):
+                    o[n] = min(max(o[n], z), six)
+
+
 @kernel
 def max_forward(lo, hi, x, fh, fw, sh, sw, pt, pl, out, arg):
-    """arg holds the arg-max as ih * W + iw, for the backward pass. Ties go to the first, as PyTorch."""
-    C, H, W, N = x.shape
-    _, ho, wo, _ = out.shape
     for c in range(lo, hi):
-        xc, oc, ac = x[c], out[c], arg[c]
-        for oh in range(ho):
-            h0 = max(oh * sh - pt, 0)
-            h1 = min(oh * sh - pt + fh, H)
-            for ow in range(wo):
-                w0 = max(ow * sw - pl, 0)
-                w1 = min(ow * sw - pl + fw, W)
-                o, a = oc[oh, ow], ac[oh, ow]
-                first = xc[h0, w0]
-                start = h0 * W + w0
-                for n in range(N):
-                    o[n] = first[n]
-                    a[n] = start
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        if ih == h0 and iw == w0:
-                            continue
-                        v = xc[ih, iw]
-                        where = ih * W + iw
-                        for n in range(N):
-                            better = v[n] > o[n]
-                            o[n] = v[n] if better else o[n]
-                            a[n] = where if better else a[n]
+        max_pool_channel(x[c], 1.0, 0.0, NO_ACT, fh, fw, sh, sw, pt, pl, out[c], arg[c])
 
 
 @kernel

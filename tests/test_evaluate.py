@@ -1,0 +1,119 @@
+"""cnn eval and cnn predict on a model trained briefly on the shipped sample; checkpoint errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnncli import checkpoint
+from cnncli import evaluate as ev
+from cnncli import train as trainer
+from cnncli.data import SAMPLE, resolve
+from cnncli.errors import UserError
+from cnncli.report.progress import TrainReport
+
+from .test_cli_shapes import cnn
+
+SPEC = ("name: tiny\ninput: 1x28x28\nclasses: 10\nnet: conv k=8 f=5 p=2 -> bn -> relu -> pool 2 -> fc 10\n"
+        "train:\n  data: fashion-mnist-sample\n  epochs: 2\n  batch: 64\n  val: 300\n")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    (tmp / "tiny.yaml").write_text(SPEC)
+    trainer.start(tmp / "tiny.yaml", trainer.Options(None, tmp / "run", {}), TrainReport(quiet=True))
+    return tmp / "run"
+
+
+def test_metrics_from_a_known_confusion_matrix():
+    # 3 classes; rows true, columns predicted: [[2,1,0],[0,3,0],[1,0,0]]
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1, 0])
+    probs = np.full((7, 3), 0.1)
+    probs[np.arange(7), predicted] = 0.8
+    m = ev.classification_metrics(probs, labels, 3, top_k=2)
+    assert m["confusion"] == [[2, 1, 0], [0, 3, 0], [1, 0, 0]]
+    assert m["accuracy"] == pytest.approx(5 / 7)
+    assert m["per_class"]["precision"] == pytest.approx([2 / 3, 3 / 4, 0.0])
+    assert m["per_class"]["recall"] == pytest.approx([2 / 3, 1.0, 0.0])
+    assert m["per_class"]["f1"] == pytest.approx([2 / 3, 6 / 7, 0.0])
+    assert m["macro"]["f1"] == pytest.approx((2 / 3 + 6 / 7) / 3)
+    assert m["weighted"]["recall"] == pytest.approx((3 * 2 / 3 + 3 * 1.0) / 7)
+    assert m["loss"] == pytest.approx(-np.mean(np.log([0.8, 0.8, 0.1, 0.8, 0.8, 0.8, 0.1])))
+    assert m["top2_accuracy"] >= m["accuracy"]
+
+
+def test_regression_metrics():
+    pred = np.array([[1.0], [2.0], [4.0]])
+    target = np.array([1.0, 3.0, 3.0])
+    m = ev.regression_metrics(pred, target)
+    assert m["mse"] == pytest.approx(2 / 3) and m["mae"] == pytest.approx(2 / 3)
+    assert m["r2"] == pytest.approx(1 - 2 / (24 / 9))  # residual SS 2, total SS about the mean 7/3
+
+
+def test_eval_cli_table_json_and_png(run, tmp_path):
+    r = cnn("eval", str(run), "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["samples"] == 1000 and result["split"] == "test"
+    assert result["accuracy"] > 0.6 and result["class_names"][9] == "Ankle boot"
+    assert sum(map(sum, result["confusion"])) == 1000
+    trained = ev.load_trained(run)
+    d = resolve("fashion-mnist-sample")
+    assert result["accuracy"] == pytest.approx(np.mean(trained.outputs(d.x_test).argmax(1) == d.y_test))
+    r = cnn("eval", str(run), "--png", str(tmp_path / "cm.png"))
+    assert r.returncode == 0 and "confusion matrix" in r.stdout and "Ankle boot" in r.stdout
+    from PIL import Image
+
+    with Image.open(tmp_path / "cm.png") as img:
+        assert img.format == "PNG" and img.size == (110 + 10 * 44 + 10,) * 2
+
+
+def test_predict_a_saved_png_of_a_test_image(run, tmp_path):
+    from PIL import Image
+
+    trained = ev.load_trained(run)
+    d = resolve("fashion-mnist-sample")
+    right = np.flatnonzero(trained.outputs(d.x_test[:50]).argmax(1) == d.y_test[:50])[0]
+    Image.fromarray(d.x_test[right, 0]).save(tmp_path / "item.png")
+    r = cnn("predict", str(run), str(tmp_path / "item.png"), "--json")
+    assert r.returncode == 0, r.stderr
+    top = json.loads(r.stdout)[0]["top"]
+    assert top[0]["class"] == trained.class_names[d.y_test[right]] and len(top) == 3
+    assert top[0]["probability"] >= top[1]["probability"]
+    Image.fromarray(d.x_test[right, 0]).resize((56, 56)).convert("RGB").save(tmp_path / "big.png")
+    r = cnn("predict", str(run), str(tmp_path / "big.png"))
+    assert "converted RGB to L" in r.stdout and "resized 56x56 to 28x28" in r.stdout
+    r = cnn("predict", str(run), "--data", "fashion-mnist-sample", "--index", f"{right},1")
+    assert r.returncode == 0 and f"fashion-mnist-sample[{right}]" in r.stdout and "true: " in r.stdout
+
+
+def test_checkpoint_errors(run, tmp_path):
+    good = run / "checkpoints" / "last.npz"
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        checkpoint.load(cut)
+    ck = checkpoint.load(good)
+    from cnncli.model import Model
+    from cnncli.spec import loads
+
+    other = Model(loads("input: 1x28x28\nclasses: 10\nnet: conv k=4 f=3 -> fc 10\n"))
+    with pytest.raises(UserError, match="does not fit this network"):
+        ck.restore(other)
+    newer = tmp_path / "newer.npz"
+    checkpoint.save(newer, ev.load_trained(run).model, {**ck.meta, "version": 99})
+    with pytest.raises(UserError, match="format version 99; this cnncli reads up to 1"):
+        checkpoint.load(newer)
+    r = cnn("eval", str(cut))
+    assert r.returncode == 2 and "not a readable checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_eval_refuses_data_that_does_not_fit(run, tmp_path):
+    x = np.zeros((4, 3, 32, 32), np.uint8)
+    np.savez(tmp_path / "rgb.npz", x=x, y=np.arange(4))
+    r = cnn("eval", str(run), "--data", str(tmp_path / "rgb.npz"))
+    assert r.returncode == 2 and "images of 3x32x32, the spec's input is 1x28x28" in r.stderr
