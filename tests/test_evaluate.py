@@ -10,7 +10,7 @@ import pytest
 from cnncli import checkpoint
 from cnncli import evaluate as ev
 from cnncli import train as trainer
-from cnncli.data import SAMPLE, resolve
+from cnncli.data import resolve
 from cnncli.errors import UserError
 from cnncli.report.progress import TrainReport
 
