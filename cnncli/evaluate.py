@@ -106,7 +106,7 @@ def evaluate(trained: Trained, data: str | None, top_k: int = 5) -> dict[str, An
     from . import data as datasets
     from .train import check_fits
 
-    name = data or trained.meta["train"].get("data") or trained.meta.get("data", {}).get("source")
+    name = data or trained.meta.get("data", {}).get("argument") or trained.meta["train"].get("data")
     if not name:
         raise UserError("no data to evaluate on", "give --data NAME_OR_PATH")
     dataset = datasets.resolve(name)

@@ -54,6 +54,7 @@ class Prepared:
     """Everything a run needs besides the model: data split, normalisation, settings."""
 
     settings: dict[str, Any]
+    data_argument: str  # the name or path the data came from, for `cnn eval` and resume
     dataset: Any
     train_index: np.ndarray
     val_index: np.ndarray
@@ -81,7 +82,7 @@ def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> 
 
     train_index, val_index = np.sort(order[count:]), np.sort(order[:count])
     mean, std = channel_stats(dataset.x_train[train_index])
-    return Prepared(settings, dataset, train_index, val_index, mean, std)
+    return Prepared(settings, data_override or name, dataset, train_index, val_index, mean, std)
 
 
 def check_fits(spec: Spec, dataset) -> None:
@@ -251,7 +252,8 @@ class Run:
             "input": list(self.spec.input), "classes": self.spec.classes, "class_names": ds.class_names,
             "normalisation": {"mean": self.prepared.mean.tolist(), "std": self.prepared.std.tolist()},
             "train": jsonable(self.settings),
-            "data": {"name": ds.name, "source": ds.source, "train_samples": int(len(self.prepared.train_index)),
+            "data": {"name": ds.name, "argument": self.prepared.data_argument, "source": ds.source,
+                     "train_samples": int(len(self.prepared.train_index)),
                      "val_samples": int(len(self.prepared.val_index))},
             "epoch": self.epoch, "step": self.start_step, "global_step": self.global_step,
             "optimizer": {"name": self.optimizer.name, "steps": self.optimizer.steps, "lr": self.optimizer.lr},

@@ -33,15 +33,14 @@ def show_eval(r: dict, out: Console) -> None:
         t.add_row(f"{label} avg", f"{avg['precision']:.3f}", f"{avg['recall']:.3f}", f"{avg['f1']:.3f}",
                   f"{r['samples']:,}")
     out.print(t)
-    c = Table(box=_box(out), show_edge=False, pad_edge=False, title="confusion matrix (rows: true, columns: predicted)",
-              title_justify="left")
-    c.add_column("")
+    c = Table(box=_box(out), show_edge=False, pad_edge=False, title="confusion matrix", title_justify="left")
+    c.add_column("true \\ predicted")
     names = r["class_names"]
-    for name in names:
-        c.add_column(name[:8], justify="right")
+    for j in range(len(names)):
+        c.add_column(str(j), justify="right")
     for i, row in enumerate(r["confusion"]):
         cells = [(f"[bold]{v}[/]" if i == j else (str(v) if v else "·")) for j, v in enumerate(row)]
-        c.add_row(names[i], *cells)
+        c.add_row(f"{i} {names[i]}", *cells)
     out.print(c)
 
 
