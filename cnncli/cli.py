@@ -274,6 +274,39 @@ def predict(
         report.show_predictions(results, console())
 
 
+@app.command(epilog="Example: cnn inspect runs/fashion-tutorial-20261122-101500 --layer relu2 --png pictures/\n\n"
+             "A bare spec: cnn inspect architectures/lenet-5.yaml --data fashion-mnist-sample")
+def inspect(
+    target: Path = typer.Argument(..., help="A run directory, a .npz checkpoint, or a spec (.yaml).", show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", help="Data for activation statistics and feature maps."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Show this layer's feature maps (default: the first conv)."),
+    sample: int = typer.Option(0, "--sample", min=0, help="Which test sample's feature maps to show."),
+    image: Optional[Path] = typer.Option(None, "--image", help="An image file for the feature maps instead."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write filters, feature maps and curves as PNGs here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the statistics as JSON (pictures with --png)."),
+) -> None:
+    """Training history, parameter and activation statistics, filters and feature maps."""
+    from . import inspect as inspector
+    from .report import console
+    from .report import inspect as report
+
+    try:
+        result = inspector.inspect(target, data, layer, sample, image)
+        written = report.write_pngs(result, png) if png is not None else {}
+    except UserError as exc:
+        _fail(exc)
+    if json_out:
+        meta = result.meta or {}
+        sys.stdout.write(json.dumps({
+            "name": result.spec.name, "history": meta.get("history"), "best": meta.get("best"),
+            "parameters": result.params, "activations": result.activations, "data": result.data_source,
+            "pictures": written}, indent=2) + "\n")
+        return
+    report.show(result, console())
+    for what, path in written.items():
+        console(stderr=True).print(f"wrote {what}: {path}", markup=False)
+
+
 @app.command(epilog="Example: cnn bench architectures/fashion-tutorial.yaml --batch 64")
 def bench(
     spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
