@@ -224,50 +224,14 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The most likely classes, with probabilities, for image files or dataset samples."""
-    import numpy as np
-
     from . import evaluate as ev
     from .report import console
     from .report import evaluate as report
 
     try:
-        trained = ev.load_trained(run)
-        if not trained.meta.get("classes"):
-            raise UserError("cnn predict shows classes; this model does regression", "use cnn eval")
-        shape = tuple(trained.meta["input"])
-        items = []
-        if data is not None:
-            from . import data as datasets
-
-            ds = datasets.resolve(data)
-            images, labels = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x_train, ds.y_train)
-            try:
-                picks = [int(i) for i in (index or "0").split(",")]
-            except ValueError:
-                raise UserError(f"--index {index}: expected whole numbers separated by commas", None) from None
-            for i in picks:
-                if not 0 <= i < len(images):
-                    raise UserError(f"--index {i} is outside the {len(images):,} samples", None)
-                items.append((f"{data}[{i}]", images[i], [], int(labels[i])))
-        elif inputs:
-            for path in inputs:
-                image, notes = ev.read_image(path, shape)
-                items.append((str(path), image, notes, None))
-        else:
-            raise UserError("nothing to predict", "give image files, or --data NAME --index 0,1,2")
-        batch = np.stack([item[1] for item in items])
-        if tuple(batch.shape[1:]) != shape:
-            raise UserError(f"the inputs are {'x'.join(map(str, batch.shape[1:]))}, the model takes "
-                            f"{'x'.join(map(str, shape))}", None)
-        probs = trained.outputs(batch)
+        results = ev.predict(ev.load_trained(run), inputs or [], data, index, top)
     except UserError as exc:
         _fail(exc)
-    names = trained.class_names
-    results = []
-    for (label, _, notes, truth), p in zip(items, probs):
-        order = np.argsort(-p)[:top]
-        results.append({"input": label, "notes": notes, "label": names[truth] if truth is not None else None,
-                        "top": [{"class": names[k], "index": int(k), "probability": float(p[k])} for k in order]})
     if json_out:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
     else:

@@ -177,3 +177,41 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, lis
     if c not in (1, 3):
         raise UserError(f"the model takes {c} channels; image files have 1 (grey) or 3 (RGB)", "use --data")
     return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), notes
+
+
+def predict(trained: Trained, files: list[Path], data: str | None, index: str | None, top: int) -> list[dict]:
+    """The `top` most likely classes for image files, or for samples `index` ("0,5,9") of a dataset."""
+    if not trained.meta.get("classes"):
+        raise UserError("cnn predict shows classes; this model does regression", "use cnn eval")
+    shape = tuple(trained.meta["input"])
+    items = []  # (what, image CHW, notes, true label)
+    if data is not None:
+        from . import data as datasets
+
+        ds = datasets.resolve(data)
+        images, labels = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x_train, ds.y_train)
+        try:
+            picks = [int(i) for i in (index or "0").split(",")]
+        except ValueError:
+            raise UserError(f"--index {index}: expected whole numbers separated by commas", None) from None
+        for i in picks:
+            if not 0 <= i < len(images):
+                raise UserError(f"--index {i} is outside the {len(images):,} samples", None)
+            items.append((f"{data}[{i}]", images[i], [], int(labels[i])))
+    elif files:
+        for path in files:
+            image, notes = read_image(path, shape)
+            items.append((str(path), image, notes, None))
+    else:
+        raise UserError("nothing to predict", "give image files, or --data NAME --index 0,1,2")
+    batch = np.stack([item[1] for item in items])
+    if tuple(batch.shape[1:]) != shape:
+        raise UserError(f"the inputs are {'x'.join(map(str, batch.shape[1:]))}, the model takes "
+                        f"{'x'.join(map(str, shape))}", None)
+    names = trained.class_names
+    results = []
+    for (what, _, notes, truth), p in zip(items, trained.outputs(batch)):
+        order = np.argsort(-p)[:top]
+        results.append({"input": what, "notes": notes, "label": names[truth] if truth is not None else None,
+                        "top": [{"class": names[k], "index": int(k), "probability": float(p[k])} for k in order]})
+    return results
