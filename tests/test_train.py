@@ -158,3 +158,25 @@ def test_cli_interrupt_message_and_exit_code(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert f"resume with: cnn train --resume {tmp_path / 'r'}" in err and "Traceback" not in err
+
+
+def test_regression_spec_trains_and_evaluates(tmp_path):
+    """output: N specs train with MSE (or MAE) on float targets, and cnn eval reports MSE, MAE, R²."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((600, 1, 8, 8)) * rng.random((600, 1, 1, 1)) * 255).astype(np.uint8)  # varied brightness
+    y = np.stack([x.mean(axis=(1, 2, 3)) / 255, x[:, 0, :4].mean(axis=(1, 2)) / 255], axis=1).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x[:500], y=y[:500], x_test=x[500:], y_test=y[500:])
+    spec = tmp_path / "reg.yaml"
+    spec.write_text("input: 1x8x8\noutput: 2\nnet: conv k=4 f=3 p=1 -> relu -> fc 2\n"
+                    "train:\n  epochs: 8\n  batch: 50\n  val: 100\n  optimizer: adam lr=0.01\n  loss: mse\n")
+    summary = trainer.start(spec, trainer.Options(str(tmp_path / "reg.npz"), tmp_path / "run", {}),
+                            TrainReport(quiet=True))
+    history = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.npz").meta["history"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"] / 2 and "acc" not in history[-1]
+    assert summary["best"]["metric"] == "val_loss"
+    from .test_cli_shapes import cnn
+
+    r = cnn("eval", str(tmp_path / "run"), "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert set(result) >= {"mse", "mae", "r2"} and result["r2"] > 0.5 and result["samples"] == 100
