@@ -15,32 +15,35 @@ from .ops.jit import kernel
 from .ops.threads import parallel_values
 
 
+# Each kernel updates values lo..hi of the flat vectors, through views starting at 0 and with
+# constants of the parameters' dtype (so the loops vectorise and float32 stays float32).
+
+
 @kernel
 def _l1(lo, hi, p, g, l1):
-    for i in range(lo, hi):
-        if p[i] > 0:
-            g[i] += l1
-        elif p[i] < 0:
-            g[i] -= l1
+    p, g = p[lo:hi], g[lo:hi]
+    z = p.dtype.type(0)
+    for i in range(p.size):
+        g[i] += l1 if p[i] > z else (-l1 if p[i] < z else z)
 
 
 @kernel
 def _sum_squares(lo, hi, g):
+    g = g[lo:hi]
     total = 0.0
-    for i in range(lo, hi):
+    for i in range(g.size):
         total += g[i] * g[i]
     return total
 
 
 @kernel
 def _sgd(lo, hi, p, g, buf, lr, momentum, dampening, nesterov, wd, first):
-    for i in range(lo, hi):
+    p, g, buf = p[lo:hi], g[lo:hi], buf[lo:hi]
+    keep = p.dtype.type(1) - dampening
+    for i in range(p.size):
         d = g[i] + wd * p[i]
         if momentum != 0:
-            if first:
-                b = d
-            else:
-                b = momentum * buf[i] + (1 - dampening) * d
+            b = d if first else momentum * buf[i] + keep * d
             buf[i] = b
             d = d + momentum * b if nesterov else b
         p[i] -= lr * d
@@ -48,16 +51,19 @@ def _sgd(lo, hi, p, g, buf, lr, momentum, dampening, nesterov, wd, first):
 
 @kernel
 def _adam(lo, hi, p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2_sqrt):
+    p, g, m, v = p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
+    one = p.dtype.type(1)
     step = lr / bias1
-    keep = 1 - lr * wd
-    for i in range(lo, hi):
+    keep = one - lr * wd
+    rest1, rest2 = one - beta1, one - beta2
+    for i in range(p.size):
         d = g[i]
         if decoupled:
             p[i] *= keep
         else:
             d = d + wd * p[i]
-        mi = beta1 * m[i] + (1 - beta1) * d
-        vi = beta2 * v[i] + (1 - beta2) * d * d
+        mi = beta1 * m[i] + rest1 * d
+        vi = beta2 * v[i] + rest2 * d * d
         m[i] = mi
         v[i] = vi
         p[i] -= step * mi / (np.sqrt(vi) / bias2_sqrt + eps)
@@ -65,9 +71,11 @@ def _adam(lo, hi, p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, bias1, bias2
 
 @kernel
 def _rmsprop(lo, hi, p, g, sq, buf, lr, alpha, eps, momentum, wd):
-    for i in range(lo, hi):
+    p, g, sq, buf = p[lo:hi], g[lo:hi], sq[lo:hi], buf[lo:hi]
+    rest = p.dtype.type(1) - alpha
+    for i in range(p.size):
         d = g[i] + wd * p[i]
-        s = alpha * sq[i] + (1 - alpha) * d * d
+        s = alpha * sq[i] + rest * d * d
         sq[i] = s
         step = d / (np.sqrt(s) + eps)
         if momentum > 0:
