@@ -14,7 +14,6 @@ import numpy as np
 from .ops.jit import kernel
 from .ops.threads import parallel_values
 
-
 # Each kernel updates values lo..hi of the flat vectors, through views starting at 0 and with
 # constants of the parameters' dtype (so the loops vectorise and float32 stays float32).
 

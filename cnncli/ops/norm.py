@@ -65,6 +65,31 @@ def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, act, y):
 
 
 @kernel
+def _input_grad(gc, xc, mean, inv, gamma, train, dxc):
+    """Batch norm's backward for one channel, from the gradient gc at its (activated) output:
+    writes dx, returns (dgamma, dbeta). With the sums of g and g*x, dx = a*g + b*x + k."""
+    M = xc.size
+    sb = 0.0
+    sx = 0.0
+    for i in range(M):
+        sb += gc[i]
+        sx += gc[i] * xc[i]
+    sg = (sx - mean * sb) * inv  # the sum of g * xhat
+    scale = gamma * inv
+    a = xc.dtype.type(scale)
+    if train:  # dx = scale * (g - sb/M - xhat * sg/M)
+        k = sg / M * inv
+        b = xc.dtype.type(-scale * k)
+        cc = xc.dtype.type(scale * (mean * k - sb / M))
+        for i in range(M):
+            dxc[i] = a * gc[i] + b * xc[i] + cc
+    else:
+        for i in range(M):
+            dxc[i] = a * gc[i]
+    return sg, sb
+
+
+@kernel
 def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, g, dx, dgamma, dbeta):
     """g is scratch for the gradient after the fused activation's mask."""
     M = dy.shape[1]
@@ -81,28 +106,7 @@ def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, g, dx, dgamma
         else:
             for i in range(M):
                 gc[i] = dyc[i]
-        inv = invstd[c]
-        sb = 0.0
-        sx = 0.0
-        for i in range(M):
-            sb += gc[i]
-            sx += gc[i] * xc[i]
-        sg = (sx - mean[c] * sb) * inv  # the sum of g * xhat
-        dgamma[c] = sg
-        dbeta[c] = sb
-        scale = gamma[c] * inv
-        if train:
-            # dx = scale * (g - sb/M - xhat * sg/M), written as a*g + b*x + k
-            k = sg / M * inv
-            a = dy.dtype.type(scale)
-            b = dy.dtype.type(-scale * k)
-            cc = dy.dtype.type(scale * (mean[c] * k - sb / M))
-            for i in range(M):
-                dxc[i] = a * gc[i] + b * xc[i] + cc
-        else:
-            a = dy.dtype.type(scale)
-            for i in range(M):
-                dxc[i] = a * gc[i]
+        dgamma[c], dbeta[c] = _input_grad(gc, xc, mean[c], invstd[c], gamma[c], train, dxc)
 
 
 class BatchNormOp(Op):
@@ -219,30 +223,11 @@ def bn_act_maxpool_backward(lo, hi, dp, x, arg, gamma, beta, mean, invstd, train
             base = q * N
             for n in range(N):
                 gc[ac[base + n] * N + n] += pc[base + n]
-        sb = 0.0
-        sx = 0.0
-        for i in range(M):
+        for i in range(M):  # the activation's mask, from the recomputed pre-activation
             t = xc[i] * a + b
             live = t > z if act == RELU else (t > z and t < six)
-            v = gc[i] if live else z
-            gc[i] = v
-            sb += v
-            sx += v * xc[i]
-        sg = (sx - mean[c] * sb) * inv
-        dgamma[c] = sg
-        dbeta[c] = sb
-        scale = gamma[c] * inv
-        if train:
-            k = sg / M * inv
-            coef_g = x.dtype.type(scale)
-            coef_x = x.dtype.type(-scale * k)
-            shift = x.dtype.type(scale * (mean[c] * k - sb / M))
-            for i in range(M):
-                dxc[i] = coef_g * gc[i] + coef_x * xc[i] + shift
-        else:
-            coef_g = x.dtype.type(scale)
-            for i in range(M):
-                dxc[i] = coef_g * gc[i]
+            gc[i] = gc[i] if live else z
+        dgamma[c], dbeta[c] = _input_grad(gc, xc, mean[c], inv, gamma[c], train, dxc)
 
 
 class BatchNormActPoolOp(BatchNormOp):
