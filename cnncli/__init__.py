@@ -9,6 +9,10 @@ The spec API (no numba needed):
 
 __version__ = "0.1.0"
 
+from . import kernel_cache  # noqa: E402
+
+kernel_cache.configure()  # before any kernel module imports numba
+
 from .errors import UserError  # noqa: E402
 from .spec import Spec  # noqa: E402
 from .spec import load as load_spec

@@ -46,7 +46,10 @@ def _count(text: str | None, option: str) -> int | None:
 
 def _version(value: bool) -> None:
     if value:
+        from .kernel_cache import kernel_cache_dir
+
         print(f"cnncli {__version__}")
+        print(f"kernel cache: {kernel_cache_dir()}")
         raise typer.Exit()
 
 
