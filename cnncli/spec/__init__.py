@@ -20,7 +20,7 @@ from ..layers import KINDS, lookup
 from ..layers.base import Shape, describe_shape
 from . import train as train_section
 from . import yamlsrc
-from .blocks import Block, parse_signature
+from .blocks import Block, parse_signature, substitute
 from .chain import suggest
 from .graph import INPUT, Expander, Fork, Identity, Node, TreeItem, infer
 from .yamlsrc import Text, type_name
@@ -34,6 +34,7 @@ TOP_LEVEL = {
     "net": "the layers: a chain 'conv k=16 f=5 -> relu -> ...' or a list of chains",
     "blocks": "parameterised blocks, e.g. 'vgg(k, n): (conv k=$k f=3 p=1 -> relu) x$n -> pool 2'",
     "defaults": "per-kind parameter defaults, e.g. {conv: {bias: false}, bn: {eps: 0.001}}",
+    "vars": "named values that net: uses as $name or ${expr}, e.g. vars: {width: 16} (cnn sweep varies them)",
     "train": "defaults for cnn train (epochs, batch, optimizer, ...)",
 }
 
@@ -218,7 +219,7 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     defaults = _defaults(doc.get("defaults"))
     blocks = _blocks(doc.get("blocks"))
     train = train_section.validate(doc["train"]) if "train" in doc else {}
-    nodes, tree, last = Expander(blocks, defaults).expand(_chain_texts(doc["net"], "net"))
+    nodes, tree, last = Expander(blocks, defaults).expand(_net_texts(doc["net"], variables(doc.get("vars"))))
     if not nodes:
         raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
     warnings = infer(nodes, input_shape)
@@ -287,6 +288,32 @@ def _chain_texts(node, what: str) -> list[Text]:
     if not texts:
         raise UserError(f"{what} is empty", "list at least one layer", node.where)
     return texts
+
+
+def variables(node) -> dict[str, str]:
+    """The spec's `vars:` as text to substitute, e.g. {width: 16} -> {"width": "16"}."""
+    if node is None:
+        return {}
+    if not isinstance(node.value, dict):
+        raise UserError(f"vars: must map names to values, not {type_name(node.value)}",
+                        "e.g. vars: {width: 16, rate: 0.25}", node.where)
+    out = {}
+    for name, item in node.value.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UserError(f"'{name}' is not a variable name", "use letters, digits and _, e.g. width", item.where)
+        value = item.value
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (isinstance(value, str) and not value.strip()):
+            raise UserError(f"vars.{name} must be a number or a word, not {type_name(value)}",
+                            f"e.g. {name}: 16", item.where)
+        out[name] = str(value)
+    return out
+
+
+def _net_texts(node, values: dict[str, str]) -> list[Text]:
+    hint = ("declare it under vars:, e.g. vars: {name: 16}" if not values
+            else "the spec's vars are: " + ", ".join(values))
+    return [substitute(text, values, "the spec's vars", hint) if "$" in text.value else text
+            for text in _chain_texts(node, "net")]
 
 
 def _blocks(node) -> dict[str, Block]:

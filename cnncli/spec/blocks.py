@@ -96,26 +96,34 @@ def parse_signature(key: str, where: Where, is_layer) -> tuple[str, list[str], d
     return name, params, defaults
 
 
-def substitute(block: Block, body: Text, values: dict[str, str]) -> Text:
-    """Replace $name and ${expr} in a block body; the result still maps back to the file."""
+def substitute(body: Text, values: dict[str, str], owner: str, hint: str) -> Text:
+    """Replace $name and ${expr} in chain text (a block body, or net: with the spec's vars); the
+    result still maps back to the file. `owner` names what declares the names ("block vgg", "the
+    spec's vars"), `hint` how to fix an unknown one."""
     src = body.value
     out: list[str] = []
     origin: list[int] = []
     pos = 0
+
+    def lookup(name: str, offset: int) -> str:
+        if name not in values:
+            close = suggest(name, list(values))
+            raise UserError(f"${name} is not {'a parameter of ' if owner.startswith('block') else 'in '}{owner}",
+                            (f"did you mean ${close}? " if close else "") + hint, body.where(offset))
+        return values[name]
+
     for m in _VAR.finditer(src):
         out.append(src[pos : m.start()])
         origin.extend(range(pos, m.start()))
         if m.group(2) is not None:
-            replacement = _lookup(block, body, m.group(2), values, m.start())
+            replacement = lookup(m.group(2), m.start())
         else:
-            expr = _NAME_IN_EXPR.sub(
-                lambda n: _lookup(block, body, n.group(0), values, m.start()), m.group(1)
-            )
+            expr = _NAME_IN_EXPR.sub(lambda n: lookup(n.group(0), m.start()), m.group(1))
             try:
                 replacement = str(eval_int(expr))
             except ValueError as exc:
                 raise UserError(
-                    f"cannot compute ${{{m.group(1)}}} = {expr} in block {block.name}: {exc}",
+                    f"cannot compute ${{{m.group(1)}}} = {expr} in {owner}: {exc}",
                     "${...} takes whole numbers and + - * / ( ); / rounds down",
                     body.where(m.start()),
                 ) from None
@@ -126,14 +134,3 @@ def substitute(block: Block, body: Text, values: dict[str, str]) -> Text:
     origin.extend(range(pos, len(src)))
     return Text("".join(out), body.file, body.buffer, body.start, body.end, origin=origin,
                 original_value=body.original_value)
-
-
-def _lookup(block: Block, body: Text, name: str, values: dict[str, str], offset: int) -> str:
-    if name not in values:
-        close = suggest(name, block.params)
-        raise UserError(
-            f"${name} is not a parameter of block {block.name}",
-            (f"did you mean ${close}? " if close else "") + f"the block is {block.signature()}",
-            body.where(offset),
-        )
-    return values[name]

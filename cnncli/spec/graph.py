@@ -182,7 +182,8 @@ class Expander:
         tree = []
         for body in block.body:
             try:
-                parsed = chains.parse(substitute(block, body, values), is_merge)
+                parsed = chains.parse(substitute(body, values, f"block {block.name}", f"the block is {block.signature()}"),
+                                      is_merge)
             except UserError as exc:
                 exc.calls += inner_calls
                 raise
