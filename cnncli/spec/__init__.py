@@ -178,18 +178,23 @@ def _branch_labels(tree: list[TreeItem], label: str | None = None, out: dict | N
 
 
 def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
+    return loads(read_text(path), str(path), strict=strict, input_shape=input_shape)
+
+
+def read_text(path: str | Path, what: str = "spec") -> str:
+    """A YAML file's text (a spec, or a sweep file), or one UserError saying why it cannot be read."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"no such file: {path}", "check the path; ready-made specs are in architectures/") from None
+        hint = "check the path; ready-made specs are in architectures/" if what == "spec" else "check the path"
+        raise UserError(f"no such file: {path}", hint) from None
     except IsADirectoryError:
-        raise UserError(f"{path} is a directory, not a spec file", "name a .yaml file") from None
+        raise UserError(f"{path} is a directory, not a {what} file", "name a .yaml file") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", "a spec is a YAML text file") from None
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", f"a {what} file is YAML text") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
-    return loads(text, str(path), strict=strict, input_shape=input_shape)
 
 
 def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:

@@ -1,0 +1,342 @@
+"""`cnn sweep`: SWEEP.yaml checking, local and Dask-cluster sweeps, a worker dying, --resume after Ctrl-C.
+
+Trials train a tiny network for one or two epochs on 600 samples of the shipped Fashion-MNIST sample,
+so a whole sweep takes seconds; the Dask clusters listen on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnncli.errors import UserError
+from cnncli.spec import load as load_spec
+from cnncli.sweep import config
+
+from .helpers import ROOT
+
+optuna = pytest.importorskip("optuna")
+pytest.importorskip("distributed")
+
+SPEC = ("name: tiny\ninput: 1x28x28\nclasses: 10\nvars: {width: 4}\n"
+        "net: conv k=$width f=5 p=2 -> bn -> relu -> pool 4 -> fc 10\n"
+        "train:\n  epochs: 1\n  batch: 50\n  val: 100\n  optimizer: adam lr=0.005\n")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """600 training and 100 test samples of the shipped sample, as an .npz."""
+    from cnncli.data import resolve
+
+    ds = resolve("fashion-mnist-sample")
+    path = tmp_path_factory.mktemp("data") / "subset.npz"
+    np.savez(path, x=ds.x_train[:600], y=ds.y_train[:600], x_test=ds.x_test[:100], y_test=ds.y_test[:100])
+    return path
+
+
+def write_sweep(tmp_path: Path, data: Path, body: str) -> Path:
+    (tmp_path / "tiny.yaml").write_text(SPEC)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"spec: tiny.yaml\ndata: {data}\n{body}")
+    return path
+
+
+def cnn(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnncli", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def metrics(run: str | Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def sweep_error(text: str, tmp_path: Path, data: Path) -> UserError:
+    (tmp_path / "tiny.yaml").write_text(SPEC)
+    with pytest.raises(UserError) as info:
+        config.loads(f"spec: tiny.yaml\ndata: {data}\n{text}", "s.yaml", tmp_path)
+    return info.value
+
+
+# ----------------------------------------------------------------------------- SWEEP.yaml
+
+
+def test_the_issue_form_loads_as_written():
+    path = ROOT / "examples" / "sweep-tutorial.yaml"
+    body = [line.split("#")[0].rstrip() for line in path.read_text().splitlines() if not line.startswith("#")]
+    assert body == ["spec: fashion-tutorial", "data: fashion-mnist-sample", "metric: val_acc max", "sampler: tpe",
+                    "trials: 8", "set: {epochs: 2}", "space:", "  lr: loguniform 1e-4 1e-1",
+                    "  batch: choice 32 64 128", "  optimizer: choice adam sgd"]
+    sweep = config.load(path)
+    assert Path(sweep.spec_file).name == "fashion-tutorial.yaml" and "fc 10" in sweep.spec_text
+    assert (sweep.data, sweep.metric, sweep.maximize, sweep.sampler, sweep.pruner, sweep.trials) == \
+        ("fashion-mnist-sample", "val_acc", True, "tpe", None, 8)
+    assert sweep.fixed == {"epochs": "2"}
+    lr, batch, opt = sweep.space
+    assert (lr.kind, lr.low, lr.high, lr.log) == ("loguniform", 1e-4, 1e-1, True)
+    assert batch.choices == [32, 64, 128] and opt.choices == ["adam", "sgd"]
+    overrides, variables = sweep.trial_settings({"lr": 1e-05, "batch": 64, "optimizer": "sgd"})
+    assert overrides == {"epochs": "2", "lr": "1.0e-05", "batch": "64", "optimizer": "sgd"} and variables == {}
+
+
+def test_space_forms_and_variables(tmp_path, data):
+    path = write_sweep(tmp_path, data, "sampler: grid\nspace:\n  $width: int 4 12 step=4\n  batch: [20, 40]\n"
+                       "  optimizer: choice 'sgd lr=0.1 momentum=0.9' adam\n")
+    sweep = config.load(path)
+    width, batch, opt = sweep.space
+    assert (width.target, width.grid()) == ("var", [4, 8, 12])
+    assert batch.grid() == [20, 40] and opt.choices == ["sgd lr=0.1 momentum=0.9", "adam"]
+    assert sweep.trials == 12  # a grid's size
+    overrides, variables = sweep.trial_settings({"width": 8, "batch": 20, "optimizer": "adam"})
+    assert variables == {"width": 8} and overrides == {"batch": "20", "optimizer": "adam"}
+    trial_spec = config.spec_with_vars(SPEC, variables)
+    from cnncli.spec import loads
+
+    assert loads(trial_spec, "t.yaml").node("conv1").shape == (8, 28, 28)
+
+
+@pytest.mark.parametrize("body, message, line", [
+    ("space:\n  lr: uniform 0 1\nsamplr: tpe\n", "unknown sweep setting 'samplr'", 5),
+    ("space:\n  lr: uniform 0.1 0.1\n", "space.lr: the range 0.1 .. 0.1 is empty", 4),
+    ("space:\n  lr: loguniform 1e-1 1e-4\n", "space.lr: the range 1e-1 .. 1e-4 is empty", 4),
+    ("space:\n  batch: choice\n", "space.batch: choice needs at least one value", 4),
+    ("space: {}\n", "space: must map settings or $variables to ranges, not a mapping", 3),
+    ("sampler: annealing\nspace:\n  lr: uniform 0 1\n", "unknown sampler 'annealing'", 3),
+    ("pruner: sometimes\nspace:\n  lr: uniform 0 1\n", "unknown pruner 'sometimes'", 3),
+    ("space:\n  lr: normal 0 1\n", "space.lr: unknown range 'normal'", 4),
+    ("space:\n  lrr: uniform 0 1\n", "'lrr' is neither a train setting nor a variable of the spec", 4),
+    ("space:\n  $depth: int 1 3\n", "the spec has no variable $depth", 4),
+    ("space:\n  batch: uniform 10 20\n", "space.batch = 10.0: train.batch must be a whole number, not the number 10.0", 4),
+    ("space:\n  optimizer: choice adam sgdd\n", "space.optimizer = sgdd: unknown optimizer 'sgdd'", 4),
+    ("space:\n  $width: int 0 4 step=2\n", "space.width = 0: k=0 is not valid: must be at least 1", 4),
+    ("set: {epoch: 2}\nspace:\n  lr: uniform 0 1\n", "set.epoch: unknown train setting 'epoch'", 3),
+    ("sampler: grid\nspace:\n  lr: uniform 0 1\n", "sampler grid needs choice or int ranges, but space.lr is uniform", 5),
+    ("metric: accuracy\nspace:\n  lr: uniform 0 1\n", "metric must be one of val_loss, val_acc, loss, acc, "
+     "optionally followed by max or min, not 'accuracy'", 3),
+])
+def test_bad_sweep_files_name_the_line(tmp_path, data, body, message, line):
+    e = sweep_error(body, tmp_path, data)
+    assert e.message == message
+    assert e.where.file == "s.yaml" and e.where.line == line
+
+
+def test_bad_sweep_file_and_cluster_address_exit_2_with_one_error_line(tmp_path, data):
+    bad = write_sweep(tmp_path, data, "space:\n  lr: uniform 0 1\nsamplr: tpe\n")
+    r = cnn("sweep", bad, "--out", tmp_path / "out")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines()[0] == f"error: {bad}:5:1: unknown sweep setting 'samplr'"
+    assert [line for line in r.stderr.splitlines() if line.startswith("error:")] == r.stderr.splitlines()[:1]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+    good = write_sweep(tmp_path, data, "space:\n  lr: uniform 0.001 0.01\n")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    r = cnn("sweep", good, "--cluster", f"tcp://127.0.0.1:{port}", "--out", tmp_path / "out")
+    assert r.returncode == 2 and time.monotonic() - started < 60
+    assert r.stderr.startswith(f"error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}")
+    assert "Traceback" not in r.stderr
+    r = cnn("sweep", good, "--cluster", "127.0.0.1:8786")
+    assert r.returncode == 2 and r.stderr.startswith("error: --cluster '127.0.0.1:8786' is not a scheduler address")
+    r = cnn("sweep", "--resume", tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path} holds no sweep (no sweep.json)")
+
+
+# ----------------------------------------------------------------------------- a local sweep
+
+
+def test_local_grid_sweep_with_two_workers(tmp_path, data):
+    path = write_sweep(tmp_path, data, "metric: val_acc\nsampler: grid\nspace:\n  lr: choice 0.001 0.01\n"
+                       "  width: int 4 8 step=4\n")
+    out = tmp_path / "out"
+    r = cnn("sweep", path, "--workers", "2", "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    trials = result["trials"]
+    assert len(trials) == 4 and {t["state"] for t in trials} == {"COMPLETE"}
+    assert sorted((t["params"]["lr"], t["params"]["width"]) for t in trials) == \
+        [(0.001, 4), (0.001, 8), (0.01, 4), (0.01, 8)]  # exactly the grid, each point once
+    for t in trials:
+        assert t["worker"] == "local" and Path(t["run"]) == out / "trials" / f"{t['number']:04d}"
+        assert t["value"] == max(row["val_acc"] for row in metrics(t["run"]))
+        assert json.loads((Path(t["run"]) / "params.json").read_text())["params"] == t["params"]
+        assert load_spec(Path(t["run"]) / "spec.yaml").node("conv1").shape == (t["params"]["width"], 28, 28)
+        assert metrics(t["run"])[-1]["lr"] == t["params"]["lr"]
+    best = result["best"]
+    assert best["value"] == max(t["value"] for t in trials)
+    assert best["value"] == max(row["val_acc"] for row in metrics(best["run"]))
+    assert set(result["importances"]) == {"lr", "width"}
+    assert abs(sum(result["importances"].values()) - 1) < 1e-3
+    for png in ("history.png", "parallel.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(result["plots"]) == [str(out / "history.png"), str(out / "parallel.png")]
+    assert sum(line.startswith("trial ") for line in r.stderr.splitlines()) == 4  # plain lines when piped
+    # a trial is an ordinary run directory
+    r = cnn("eval", best["run"], "--json")
+    assert r.returncode == 0, r.stderr
+    assert 0.0 <= json.loads(r.stdout)["accuracy"] <= 1.0
+    # the text summary names the best trial, its parameters and run directory
+    r = cnn("sweep", "--resume", out)
+    assert r.returncode == 0
+    assert f"best: trial {best['number']}, val_acc {best['value']:.4f}" in r.stdout
+    assert f"run directory: {best['run']}" in r.stdout and "importances: " in r.stdout
+
+
+def test_pruner_stops_a_trial_below_the_median(tmp_path):
+    from cnncli.sweep.trial import STUDY, Job, Pruned, TrialReport, storage
+
+    study = optuna.create_study(study_name=STUDY, storage=storage(tmp_path), direction="maximize")
+    for value in (0.8, 0.9, 0.85):
+        t = study.ask()
+        t.report(value, 1)
+        study.tell(t, value)
+    t = study.ask()
+    job = Job(str(tmp_path), t.number, t._trial_id, {}, {}, {}, "", None, "val_acc", True, "median", 1, True)
+    report = TrialReport(job)
+    with pytest.raises(Pruned, match="pruned after epoch 1"):
+        report.epoch_end({"epoch": 1, "val_acc": 0.5})
+    t2 = study.ask()
+    job2 = Job(str(tmp_path), t2.number, t2._trial_id, {}, {}, {}, "", None, "val_acc", True, "median", 1, True)
+    TrialReport(job2).epoch_end({"epoch": 1, "val_acc": 0.95})  # above the median: goes on
+    assert study.trials[t2.number].intermediate_values == {1: 0.95}
+
+
+# ----------------------------------------------------------------------------- Ctrl-C and --resume
+
+
+def test_resume_after_sigint_does_not_rerun_finished_trials(tmp_path, data):
+    path = write_sweep(tmp_path, data, "sampler: random\ntrials: 4\nset: {epochs: 3}\nspace:\n"
+                       "  lr: loguniform 1e-3 1e-2\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "cnncli", "sweep", str(path), "--workers", "2", "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not _finished(out) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert f"continue with: cnn sweep --resume {out}" in err
+    study = _study(out)
+    done = {t.number: t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+    assert 1 <= len(done) < 4
+    stamps = {n: (out / "trials" / f"{n:04d}" / "checkpoints" / "last.npz").stat().st_mtime_ns for n in done}
+    interrupted = [t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))]
+
+    r = cnn("sweep", "--resume", out, "--workers", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    trials = json.loads(r.stdout)["trials"]
+    assert [t["number"] for t in trials] == [0, 1, 2, 3] and {t["state"] for t in trials} == {"COMPLETE"}
+    for n, stamp in stamps.items():  # finished trials were not run again
+        assert (out / "trials" / f"{n:04d}" / "checkpoints" / "last.npz").stat().st_mtime_ns == stamp
+        assert trials[n]["value"] == done[n].value
+    for n in interrupted:  # an interrupted trial ran again under its own number, with its parameters
+        assert f"trial {n} was interrupted; it runs again" in r.stderr
+        assert len(metrics(trials[n]["run"])) == 3
+
+
+def _study(out: Path):
+    from cnncli.sweep.trial import STUDY, storage
+
+    return optuna.load_study(study_name=STUDY, storage=storage(out))
+
+
+def _finished(out: Path) -> bool:
+    """Has the sweep recorded a finished trial yet? (Optuna's journal allows readers while it runs.)"""
+    if not (out / "study.journal").exists():
+        return False
+    try:
+        return bool(_study(out).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    except KeyError:  # the study is not created yet
+        return False
+
+
+# ----------------------------------------------------------------------------- a Dask cluster on 127.0.0.1
+
+
+@contextmanager
+def dask_cluster(tmp_path: Path, workers: int = 2):
+    """A scheduler and worker processes on 127.0.0.1, importing this checkout's cnncli; stopped at the end."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    info = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        worker_procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--host",
+                                          "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for _ in range(workers)]
+        procs += worker_procs
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+            by_pid = {w["pid"]: a for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+        yield address, [(p, by_pid[p.pid]) for p in worker_procs]
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_sweep_on_a_local_dask_cluster_names_each_trials_worker(tmp_path, data):
+    path = write_sweep(tmp_path, data, "sampler: tpe\npruner: median\ntrials: 4\nspace:\n  lr: loguniform 1e-3 1e-2\n"
+                       "  batch: choice 25 50\n")
+    with dask_cluster(tmp_path) as (address, workers):
+        r = cnn("sweep", path, "--cluster", address, "--out", tmp_path / "out", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    addresses = {a for _, a in workers}
+    assert len(result["trials"]) == 4
+    assert all(t["worker"] in addresses for t in result["trials"])
+    for t in result["trials"]:
+        assert t["state"] in ("COMPLETE", "PRUNED")
+        if t["state"] == "COMPLETE":
+            assert t["value"] == max(row["val_acc"] for row in metrics(t["run"]))
+    assert result["best"]["worker"] in addresses
+
+
+def test_a_worker_dying_mid_sweep_loses_only_its_trial(tmp_path, data):
+    path = write_sweep(tmp_path, data, "sampler: random\ntrials: 4\nset: {epochs: 3}\nspace:\n"
+                       "  lr: loguniform 1e-3 1e-2\n")
+    out = tmp_path / "out"
+    with dask_cluster(tmp_path) as (address, workers):
+        proc = subprocess.Popen([sys.executable, "-m", "cnncli", "sweep", str(path), "--cluster", address,
+                                 "--out", str(out), "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while len(list(out.glob("trials/*/run.json"))) < 2 and time.monotonic() < deadline:  # both busy
+                time.sleep(0.05)
+            (victim, victim_address), (_, survivor) = workers
+            victim.kill()  # SIGKILL: no goodbye to the scheduler
+            stdout, stderr = proc.communicate(timeout=300)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    trials = json.loads(stdout)["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE"] * 4
+    assert all(t["worker"] == survivor for t in trials)  # the killed worker's trial ran again on the other
+    assert all(len(metrics(t["run"])) == 3 for t in trials)
