@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import uuid
 import warnings
 from contextlib import contextmanager
@@ -97,9 +98,21 @@ def _default_dir(sweep: config.Sweep) -> Path:
 
 
 def _check_address(address: str | None) -> None:
-    if address is not None and not _ADDRESS.match(address):
+    """A well-formed scheduler address that answers, checked before anything is written."""
+    if address is None:
+        return
+    if not _ADDRESS.match(address):
         raise UserError(f"--cluster {address!r} is not a scheduler address",
                         "write tcp://HOST:PORT, or tls://HOST:PORT with Dask's TLS settings, e.g. tcp://127.0.0.1:8786")
+    host, _, port = address.split("://", 1)[1].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Dask scheduler at {address}: {exc.strerror or type(exc).__name__}",
+                        _UNREACHABLE_HINT) from None
+
+
+_UNREACHABLE_HINT = "start a scheduler there (dask scheduler --host 127.0.0.1), or check the address"
 
 
 def _need_engines() -> None:
@@ -130,6 +143,9 @@ def _run(out: Path, sweep: config.Sweep, workers: int | None, cluster: str | Non
     finished = lambda: len(study.get_trials(deepcopy=False, states=ended))  # noqa: E731
     report.start(study, sweep)
     running: dict[Any, Any] = {}
+    if finished() >= sweep.trials:
+        report.close()
+        return summary(study, sweep, out, report)
     try:
         with _client(cluster, workers, out, report) as (client, slots, threads):
             from distributed import wait
@@ -220,8 +236,7 @@ def _connect(address: str):
         client = Client(address, timeout="5s")
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        hint = ("start a scheduler there (dask scheduler --host 127.0.0.1), or check the address"
-                if address.startswith("tcp://") else
+        hint = (_UNREACHABLE_HINT if address.startswith("tcp://") else
                 "tls:// uses Dask's TLS settings: distributed.comm.tls.ca-file, client.cert and client.key")
         raise UserError(f"cannot reach the Dask scheduler at {address}: {detail[:200]}", hint) from None
     try:
