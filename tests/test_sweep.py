@@ -235,6 +235,7 @@ def test_resume_after_sigint_does_not_rerun_finished_trials(tmp_path, data):
     assert 1 <= len(done) < 4
     stamps = {n: (out / "trials" / f"{n:04d}" / "checkpoints" / "last.npz").stat().st_mtime_ns for n in done}
     interrupted = [t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))]
+    assert interrupted  # the other worker was training when Ctrl-C came
 
     r = cnn("sweep", "--resume", out, "--workers", "2", "--json")
     assert r.returncode == 0, r.stderr

@@ -146,31 +146,38 @@ def _run(out: Path, sweep: config.Sweep, workers: int | None, cluster: str | Non
     if finished() >= sweep.trials:
         report.close()
         return summary(study, sweep, out, report)
+    previous = signal.getsignal(signal.SIGINT)
     try:
         with _client(cluster, workers, out, report) as (client, slots, threads):
             from distributed import wait
 
-            while True:
-                while len(running) < max(1, slots()) and finished() + len(running) < sweep.trials:
-                    trial = study.ask(distributions)
-                    overrides, variables = sweep.trial_settings(trial.params)
-                    job = Job(str(out.resolve()), trial.number, trial._trial_id, trial.params, overrides, variables,
-                              sweep.spec_text, sweep.data, sweep.metric, sweep.maximize, sweep.pruner, threads,
-                              cluster is None)
-                    trial.set_user_attr("run", str(trial_dir(out, trial.number)))
-                    running[client.submit(run_trial, job, key=f"cnn-sweep-trial-{trial.number}-{uuid.uuid4().hex[:8]}",
-                                          pure=False)] = trial
-                    report.trial_started(trial)
-                if not running:
-                    break
-                done, _ = wait(list(running), return_when="FIRST_COMPLETED")
-                for future in done:
-                    _tell(study, running.pop(future), _outcome(future), report)
+            try:
+                while True:
+                    while len(running) < max(1, slots()) and finished() + len(running) < sweep.trials:
+                        trial = study.ask(distributions)
+                        overrides, variables = sweep.trial_settings(trial.params)
+                        job = Job(str(out.resolve()), trial.number, trial._trial_id, trial.params, overrides,
+                                  variables, sweep.spec_text, sweep.data, sweep.metric, sweep.maximize, sweep.pruner,
+                                  threads, cluster is None)
+                        trial.set_user_attr("run", str(trial_dir(out, trial.number)))
+                        key = f"cnn-sweep-trial-{trial.number}-{uuid.uuid4().hex[:8]}"
+                        running[client.submit(run_trial, job, key=key, pure=False)] = trial
+                        report.trial_started(trial)
+                    if not running:
+                        break
+                    done, _ = wait(list(running), return_when="FIRST_COMPLETED")
+                    for future in done:
+                        _tell(study, running.pop(future), _outcome(future), report)
+            except KeyboardInterrupt:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the shutdown
+                report.close()
+                client.cancel(list(running))  # queued trials never start; on a cluster, running ones finish
+                raise
     except KeyboardInterrupt:
-        for future in running:
-            future.cancel()
         report.close()
         raise Interrupted(out, finished()) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     report.close()
     return summary(study, sweep, out, report)
 
