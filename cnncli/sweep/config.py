@@ -16,6 +16,7 @@ import yaml
 
 from ..errors import UserError, Where
 from ..spec import yamlsrc
+from ..spec.loader import read_text
 from ..spec.chain import suggest
 from ..spec.train import METRICS, SETTINGS, with_overrides
 from ..spec.yamlsrc import Node, type_name
@@ -117,9 +118,7 @@ def spec_with_vars(text: str, values: dict[str, Any]) -> str:
 
 
 def load(path: Path) -> Sweep:
-    from .. import spec as specs
-
-    return loads(specs.read_text(path, "sweep"), str(path), Path(path).resolve().parent)
+    return loads(read_text(path, "sweep"), str(path), Path(path).resolve().parent)
 
 
 def loads(text: str, file: str, base: Path) -> Sweep:
@@ -179,7 +178,7 @@ def _spec(node: Node, base: Path) -> tuple[str, str]:
     try:
         if not path.is_file():
             path = _shipped(given)
-        return specs.read_text(path), str(path)
+        return read_text(path), str(path)
     except UserError as exc:
         raise exc.located(node.where) from None
 
@@ -277,7 +276,7 @@ def _space(node: Node, spec, spec_text: str, fixed: dict[str, str]) -> list[Dime
     if not isinstance(node.value, dict) or not node.value:
         raise UserError(f"space: must map settings or $variables to ranges, not {type_name(node.value)}",
                         _SPACE_EXAMPLE, node.where)
-    from ..spec import variables
+    from ..spec.sections import variables
 
     spec_vars = variables(yamlsrc.load(spec_text, spec.file).value.get("vars"))
     out = []
