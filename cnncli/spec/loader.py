@@ -9,10 +9,8 @@ from ..errors import UserError, Where
 from ..layers.base import describe_shape
 from . import sections, yamlsrc
 from . import train as train_section
-from .chain import suggest
 from .graph import INPUT, Expander, infer
 from .network import Spec
-from .yamlsrc import type_name
 
 TOP_LEVEL = {
     "name": "a name for the network",
@@ -50,20 +48,8 @@ def read_text(path: str | Path, what: str = "spec") -> str:
 
 def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:
     """Parse and check spec text. `input_shape` (e.g. "3x32x32") replaces the spec's input."""
-    root = yamlsrc.load(text, file)
-    if not isinstance(root.value, dict):
-        raise UserError(f"a spec is a mapping of settings, not {type_name(root.value)}",
-                        "start with e.g. `input: 1x28x28` and `net: conv k=16 f=5 -> ...`", root.where)
-    doc = root.value
-    for key, node in doc.items():
-        if key not in TOP_LEVEL:
-            close = suggest(key, TOP_LEVEL)
-            raise UserError(f"unknown setting '{key}'",
-                            (f"did you mean '{close}'? " if close else "") + "a spec may have: " + ", ".join(TOP_LEVEL),
-                            node.where)
-    for key in ("input", "net"):
-        if key not in doc:
-            raise UserError(f"the spec has no `{key}:`", f"add `{key}:` - {TOP_LEVEL[key]}", Where(file, 1, 1))
+    doc = yamlsrc.load_mapping(text, file, TOP_LEVEL, "spec", ("input", "net"),
+                               "`input: 1x28x28` and `net: conv k=16 f=5 -> ...`")
     name = sections.name(doc.get("name"), file)
     given = doc["input"] if input_shape is None else yamlsrc.Node(input_shape, Where("--input"))
     shape = sections.input_shape(given)

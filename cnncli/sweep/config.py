@@ -122,20 +122,8 @@ def load(path: Path) -> Sweep:
 
 
 def loads(text: str, file: str, base: Path) -> Sweep:
-    root = yamlsrc.load(text, file)
-    if not isinstance(root.value, dict):
-        raise UserError(f"a sweep file is a mapping of settings, not {type_name(root.value)}",
-                        "start with e.g. `spec: fashion-tutorial` and `space:`", root.where)
-    doc = root.value
-    for key, node in doc.items():
-        if key not in KEYS:
-            close = suggest(key, KEYS)
-            raise UserError(f"unknown sweep setting '{key}'",
-                            (f"did you mean '{close}'? " if close else "") + "a sweep file may have: " + ", ".join(KEYS),
-                            node.where)
-    for key in ("spec", "space"):
-        if key not in doc:
-            raise UserError(f"the sweep has no `{key}:`", f"add `{key}:` - {KEYS[key]}", Where(file, 1, 1))
+    doc = yamlsrc.load_mapping(text, file, KEYS, "sweep file", ("spec", "space"),
+                               "`spec: fashion-tutorial` and `space:`", unknown="sweep setting")
     spec_text, spec_file = _spec(doc["spec"], base)
     from .. import spec as specs
 
