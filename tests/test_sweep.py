@@ -269,12 +269,14 @@ def _finished(out: Path) -> bool:
 
 
 @contextmanager
-def dask_cluster(tmp_path: Path, workers: int = 2):
-    """A scheduler and worker processes on 127.0.0.1, importing this checkout's cnncli; stopped at the end."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def dask_cluster(tmp_path: Path, workers: int = 2, tls: dict | None = None):
+    """A scheduler and worker processes on 127.0.0.1, importing this checkout's cnncli; stopped at the end.
+    `tls`: Dask configuration (as environment variables) for a tls:// cluster."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(tls or {})}
     info = tmp_path / "scheduler.json"
+    protocol = ["--protocol", "tls"] if tls else []
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(info), *protocol],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         deadline = time.monotonic() + 60
@@ -286,9 +288,11 @@ def dask_cluster(tmp_path: Path, workers: int = 2):
                                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                         for _ in range(workers)]
         procs += worker_procs
+        import dask
         from distributed import Client
 
-        with Client(address, timeout="30s") as client:
+        settings = {k.removeprefix("DASK_").lower().replace("__", "."): v for k, v in (tls or {}).items()}
+        with dask.config.set(settings), Client(address, timeout="30s") as client:
             client.wait_for_workers(workers, timeout=60)
             by_pid = {pid: a for a, pid in client.run(os.getpid).items()}
         yield address, [(p, by_pid[p.pid]) for p in worker_procs]
@@ -300,6 +304,59 @@ def dask_cluster(tmp_path: Path, workers: int = 2):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def tls_settings(tmp_path: Path) -> dict[str, str]:
+    """A CA and one certificate for 127.0.0.1, as Dask's TLS configuration in environment variables."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def pem_key(key, name):
+        path = tmp_path / name
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        return str(path)
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(ca_key, hashes.SHA256()))
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file = pem_key(key, "key.pem")
+    out = {"DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+           "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(tmp_path / "ca.pem")}
+    for role in ("SCHEDULER", "WORKER", "CLIENT"):
+        out[f"DASK_DISTRIBUTED__COMM__TLS__{role}__CERT"] = str(tmp_path / "cert.pem")
+        out[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] = key_file
+    return out
+
+
+def test_tls_cluster_uses_dasks_tls_settings(tmp_path, data):
+    pytest.importorskip("cryptography")
+    tls = tls_settings(tmp_path)
+    path = write_sweep(tmp_path, data, "sampler: random\ntrials: 1\nspace:\n  lr: loguniform 1e-3 1e-2\n")
+    with dask_cluster(tmp_path, workers=1, tls=tls) as (address, workers):
+        assert address.startswith("tls://127.0.0.1:")
+        r = cnn("sweep", path, "--cluster", address, "--out", tmp_path / "out", "--json", env=tls)
+        assert r.returncode == 0, r.stderr
+        (trial,) = json.loads(r.stdout)["trials"]
+        assert trial["state"] == "COMPLETE" and trial["worker"] == workers[0][1]
+        r = cnn("sweep", path, "--cluster", address, "--out", tmp_path / "no-certificate", timeout=120)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: cannot reach the Dask scheduler at {address}")
+        assert "Traceback" not in r.stderr and not (tmp_path / "no-certificate").exists()
 
 
 def test_sweep_on_a_local_dask_cluster_survives_a_worker_dying(tmp_path, data):

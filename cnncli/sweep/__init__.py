@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import uuid
 import warnings
 from contextlib import contextmanager
@@ -54,11 +53,12 @@ def start(path: Path, out: Path | None, trials: int | None, workers: int | None,
     out = Path(out) if out is not None else _default_dir(sweep)
     if (out / "sweep.json").exists():
         raise UserError(f"{out} already holds a sweep", f"continue it with cnn sweep --resume {out}, or choose another --out")
+    client = _connect(cluster) if cluster else None  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "sweep.yaml", Path(path).read_text(encoding="utf-8"))
     write_text_atomic(out / "sweep.json", json.dumps(sweep.to_json(), indent=2) + "\n")
     report.message(f"sweep directory: {out}")
-    return _run(out, sweep, workers, cluster, report)
+    return _run(out, sweep, workers, cluster, report, client)
 
 
 def resume(out: Path, trials: int | None, workers: int | None, cluster: str | None, report) -> dict[str, Any]:
@@ -72,10 +72,11 @@ def resume(out: Path, trials: int | None, workers: int | None, cluster: str | No
         raise UserError(f"{out / 'sweep.json'} is damaged ({type(exc).__name__})",
                         "start the sweep again in another directory") from None
     _need_engines()
+    client = _connect(cluster) if cluster else None
     if trials:
         sweep.trials = _capped(sweep, trials)
         write_text_atomic(out / "sweep.json", json.dumps(sweep.to_json(), indent=2) + "\n")
-    return _run(out, sweep, workers, cluster, report)
+    return _run(out, sweep, workers, cluster, report, client)
 
 
 def _capped(sweep: config.Sweep, trials: int) -> int:
@@ -98,21 +99,9 @@ def _default_dir(sweep: config.Sweep) -> Path:
 
 
 def _check_address(address: str | None) -> None:
-    """A well-formed scheduler address that answers, checked before anything is written."""
-    if address is None:
-        return
-    if not _ADDRESS.match(address):
+    if address is not None and not _ADDRESS.match(address):
         raise UserError(f"--cluster {address!r} is not a scheduler address",
                         "write tcp://HOST:PORT, or tls://HOST:PORT with Dask's TLS settings, e.g. tcp://127.0.0.1:8786")
-    host, _, port = address.split("://", 1)[1].rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        raise UserError(f"cannot reach the Dask scheduler at {address}: {exc.strerror or type(exc).__name__}",
-                        _UNREACHABLE_HINT) from None
-
-
-_UNREACHABLE_HINT = "start a scheduler there (dask scheduler --host 127.0.0.1), or check the address"
 
 
 def _need_engines() -> None:
@@ -126,7 +115,7 @@ def _need_engines() -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _run(out: Path, sweep: config.Sweep, workers: int | None, cluster: str | None, report) -> dict[str, Any]:
+def _run(out: Path, sweep: config.Sweep, workers: int | None, cluster: str | None, report, client=None) -> dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
 
@@ -145,10 +134,12 @@ def _run(out: Path, sweep: config.Sweep, workers: int | None, cluster: str | Non
     running: dict[Any, Any] = {}
     if finished() >= sweep.trials:
         report.close()
+        if client is not None:
+            client.close()
         return summary(study, sweep, out, report)
     previous = signal.getsignal(signal.SIGINT)
     try:
-        with _client(cluster, workers, out, report) as (client, slots, threads):
+        with _client(client, workers, out, report) as (client, slots, threads):
             from distributed import wait
 
             try:
@@ -202,17 +193,16 @@ def _tell(study, trial, result: dict[str, Any], report) -> None:
 
 
 @contextmanager
-def _client(address: str | None, workers: int | None, out: Path, report):
-    """A Dask client: on a local cluster of W worker processes, or connected to the scheduler at address.
+def _client(connected, workers: int | None, out: Path, report):
+    """A Dask client: the one connected to a cluster, or one on a new local cluster of W worker processes.
     Yields (client, a function giving the number of trials to keep running, threads per trial or None)."""
-    for name in ("distributed", "tornado", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     from distributed import Client, LocalCluster
 
+    _quiet_dask()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     cluster = None
     try:
-        if address is None:
+        if connected is None:
             count = workers or default_workers()
             threads = max(1, (os.cpu_count() or 1) // count)
             report.message(f"{count} local worker{'s' if count != 1 else ''}, {threads} thread{'s' if threads != 1 else ''} each")
@@ -222,10 +212,10 @@ def _client(address: str | None, workers: int | None, out: Path, report):
             client = Client(cluster)
             slots = lambda: count  # noqa: E731
         else:
-            client = _connect(address)
-            threads = None
+            client, threads = connected, None
             slots = lambda: sum(client.nthreads().values())  # noqa: E731
-            report.message(f"cluster {address}: {len(client.nthreads())} workers, {slots()} trials at a time")
+            report.message(f"cluster {client.scheduler.address}: {len(client.nthreads())} workers, "
+                           f"{slots()} trials at a time")
         try:
             yield client, slots, threads
         finally:
@@ -239,11 +229,13 @@ def _client(address: str | None, workers: int | None, out: Path, report):
 def _connect(address: str):
     from distributed import Client
 
+    _quiet_dask()
     try:
         client = Client(address, timeout="5s")
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        hint = (_UNREACHABLE_HINT if address.startswith("tcp://") else
+        hint = ("start a scheduler there (dask scheduler --host 127.0.0.1), or check the address"
+                if address.startswith("tcp://") else
                 "tls:// uses Dask's TLS settings: distributed.comm.tls.ca-file, client.cert and client.key")
         raise UserError(f"cannot reach the Dask scheduler at {address}: {detail[:200]}", hint) from None
     try:
@@ -252,6 +244,11 @@ def _connect(address: str):
         client.close()
         raise UserError(f"no Dask worker is connected to {address}", f"start one with: dask worker {address}") from None
     return client
+
+
+def _quiet_dask() -> None:
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _raise_interrupt(signum, frame):
