@@ -9,8 +9,10 @@ from ..errors import UserError, Where
 from ..layers.base import describe_shape
 from . import sections, yamlsrc
 from . import train as train_section
+from .chain import suggest
 from .graph import INPUT, Expander, infer
 from .network import Spec
+from .yamlsrc import Node, type_name
 
 TOP_LEVEL = {
     "name": "a name for the network",
@@ -46,9 +48,29 @@ def read_text(path: str | Path, what: str = "spec") -> str:
         raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
 
 
+def load_mapping(text: str, file: str, keys: dict[str, str], what: str, required: tuple[str, ...],
+                 example: str, unknown: str = "setting") -> dict[str, Node]:
+    """A YAML file that is a mapping of known keys (a spec, a sweep file); a stray or missing key is an error.
+    `keys` maps each key to what it means, for the hints."""
+    root = yamlsrc.load(text, file)
+    if not isinstance(root.value, dict):
+        raise UserError(f"a {what} is a mapping of settings, not {type_name(root.value)}", f"start with e.g. {example}",
+                        root.where)
+    for key, node in root.value.items():
+        if key not in keys:
+            close = suggest(key, keys)
+            raise UserError(f"unknown {unknown} '{key}'",
+                            (f"did you mean '{close}'? " if close else "") + f"a {what} may have: " + ", ".join(keys),
+                            node.where)
+    for key in required:
+        if key not in root.value:
+            raise UserError(f"the {what} has no `{key}:`", f"add `{key}:` - {keys[key]}", Where(file, 1, 1))
+    return root.value
+
+
 def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:
     """Parse and check spec text. `input_shape` (e.g. "3x32x32") replaces the spec's input."""
-    doc = yamlsrc.load_mapping(text, file, TOP_LEVEL, "spec", ("input", "net"),
+    doc = load_mapping(text, file, TOP_LEVEL, "spec", ("input", "net"),
                                "`input: 1x28x28` and `net: conv k=16 f=5 -> ...`")
     name = sections.name(doc.get("name"), file)
     given = doc["input"] if input_shape is None else yamlsrc.Node(input_shape, Where("--input"))

@@ -69,9 +69,6 @@ class Node:
     where: Where
     text: Text | None = None  # for string scalars
 
-    def is_str(self) -> bool:
-        return isinstance(self.value, str)
-
 
 def load(text: str, file: str) -> Node:
     loader = yaml.SafeLoader(text)
@@ -89,28 +86,6 @@ def load(text: str, file: str) -> Node:
         raise UserError(message, _yaml_hint(problem or ""), where) from None
     finally:
         loader.dispose()
-
-
-def load_mapping(text: str, file: str, keys: dict[str, str], what: str, required: tuple[str, ...],
-                 example: str, unknown: str = "setting") -> dict[str, Node]:
-    """A YAML file that is a mapping of known keys (a spec, a sweep file); a stray or missing key is an error.
-    `keys` maps each key to what it means, for the hints."""
-    from .chain import suggest
-
-    root = load(text, file)
-    if not isinstance(root.value, dict):
-        raise UserError(f"a {what} is a mapping of settings, not {type_name(root.value)}", f"start with e.g. {example}",
-                        root.where)
-    for key, node in root.value.items():
-        if key not in keys:
-            close = suggest(key, keys)
-            raise UserError(f"unknown {unknown} '{key}'",
-                            (f"did you mean '{close}'? " if close else "") + f"a {what} may have: " + ", ".join(keys),
-                            node.where)
-    for key in required:
-        if key not in root.value:
-            raise UserError(f"the {what} has no `{key}:`", f"add `{key}:` - {keys[key]}", Where(file, 1, 1))
-    return root.value
 
 
 def _yaml_hint(problem: str) -> str:

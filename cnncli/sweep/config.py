@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import UserError, Where
 from ..spec import yamlsrc
-from ..spec.loader import read_text
+from ..spec.loader import load_mapping, read_text
 from ..spec.chain import suggest
 from ..spec.train import METRICS, SETTINGS, with_overrides
 from ..spec.yamlsrc import Node, type_name
@@ -122,7 +122,7 @@ def load(path: Path) -> Sweep:
 
 
 def loads(text: str, file: str, base: Path) -> Sweep:
-    doc = yamlsrc.load_mapping(text, file, KEYS, "sweep file", ("spec", "space"),
+    doc = load_mapping(text, file, KEYS, "sweep file", ("spec", "space"),
                                "`spec: fashion-tutorial` and `space:`", unknown="sweep setting")
     spec_text, spec_file = _spec(doc["spec"], base)
     from .. import spec as specs
@@ -168,7 +168,8 @@ def _spec(node: Node, base: Path) -> tuple[str, str]:
             path = _shipped(given)
         return read_text(path), str(path)
     except UserError as exc:
-        raise exc.located(node.where) from None
+        exc.where = exc.where or node.where
+        raise exc from None
 
 
 def _shipped(name: str) -> Path:
