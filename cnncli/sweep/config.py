@@ -155,7 +155,7 @@ def loads(text: str, file: str, base: Path) -> Sweep:
 
 
 def _spec(node: Node, base: Path) -> tuple[str, str]:
-    if not node.is_str() or not node.value.strip():
+    if not isinstance(node.value, str) or not node.value.strip():
         raise UserError(f"spec must be a file or a shipped network's name, not {type_name(node.value)}",
                         "e.g. spec: fashion-tutorial or spec: nets/small.yaml", node.where)
     from .. import spec as specs
@@ -184,7 +184,7 @@ def _shipped(name: str) -> Path:
 def _data(node: Node | None, base: Path) -> str | None:
     if node is None:
         return None
-    if not node.is_str() or not node.value.strip():
+    if not isinstance(node.value, str) or not node.value.strip():
         raise UserError(f"data must be a dataset name or a path, not {type_name(node.value)}",
                         "e.g. data: fashion-mnist-sample", node.where)
     from ..data import NAMES
