@@ -21,6 +21,7 @@ import pytest
 
 from cnncli.errors import UserError
 from cnncli.spec import load as load_spec
+from cnncli.report.sweep import show
 from cnncli.sweep import config
 
 from .helpers import ROOT
@@ -147,6 +148,8 @@ def test_bad_sweep_file_and_cluster_address_exit_2_with_one_error_line(tmp_path,
     assert "Traceback" not in r.stderr
     r = cnn("sweep", good, "--cluster", "127.0.0.1:8786")
     assert r.returncode == 2 and r.stderr.startswith("error: --cluster '127.0.0.1:8786' is not a scheduler address")
+    r = cnn("sweep", good, "--cluster", "tcp://127.0.0.1:8786", "--workers", "2")
+    assert r.returncode == 2 and r.stderr.startswith("error: --workers sets the local worker processes")
     r = cnn("sweep", "--resume", tmp_path)
     assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path} holds no sweep (no sweep.json)")
 
@@ -154,7 +157,7 @@ def test_bad_sweep_file_and_cluster_address_exit_2_with_one_error_line(tmp_path,
 # ----------------------------------------------------------------------------- a local sweep
 
 
-def test_local_grid_sweep_with_two_workers(tmp_path, data):
+def test_local_grid_sweep_with_two_workers(tmp_path, data, capsys):
     path = write_sweep(tmp_path, data, "metric: val_acc\nsampler: grid\nspace:\n  lr: choice 0.001 0.01\n"
                        "  width: int 4 8 step=4\n")
     out = tmp_path / "out"
@@ -180,15 +183,19 @@ def test_local_grid_sweep_with_two_workers(tmp_path, data):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(result["plots"]) == [str(out / "history.png"), str(out / "parallel.png")]
     assert sum(line.startswith("trial ") for line in r.stderr.splitlines()) == 4  # plain lines when piped
-    # a trial is an ordinary run directory
-    r = cnn("eval", best["run"], "--json")
-    assert r.returncode == 0, r.stderr
-    assert 0.0 <= json.loads(r.stdout)["accuracy"] <= 1.0
+    assert not (out / "dask").exists()  # the local workers' scratch space is gone
+    # a trial is an ordinary run directory: cnn eval's code works on it
+    from cnncli import evaluate
+
+    evaluated = evaluate.evaluate(evaluate.load_trained(Path(best["run"])), None, 5)
+    assert evaluated["samples"] == 100 and 0.0 <= evaluated["accuracy"] <= 1.0
     # the text summary names the best trial, its parameters and run directory
-    r = cnn("sweep", "--resume", out)
-    assert r.returncode == 0
-    assert f"best: trial {best['number']}, val_acc {best['value']:.4f}" in r.stdout
-    assert f"run directory: {best['run']}" in r.stdout and "importances: " in r.stdout
+    show(result)
+    text = capsys.readouterr().out
+    assert f"best: trial {best['number']}, val_acc {best['value']:.4f}" in text
+    assert f"run directory: {best['run']}" in text
+    assert "importances: " + ", ".join(f"{k} {v:.2f}" for k, v in result["importances"].items()) in text
+    assert f"params: lr={best['params']['lr']:.4g}  width={best['params']['width']}" in text
 
 
 def test_pruner_stops_a_trial_below_the_median(tmp_path):
@@ -217,7 +224,7 @@ def test_resume_after_sigint_does_not_rerun_finished_trials(tmp_path, data):
     path = write_sweep(tmp_path, data, "sampler: random\ntrials: 4\nset: {epochs: 2}\nspace:\n"
                        "  lr: loguniform 1e-3 1e-2\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "cnncli", "sweep", str(path), "--workers", "2", "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "cnncli", "sweep", str(path), "--workers", "1", "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -235,7 +242,7 @@ def test_resume_after_sigint_does_not_rerun_finished_trials(tmp_path, data):
     assert 1 <= len(done) < 4
     stamps = {n: (out / "trials" / f"{n:04d}" / "checkpoints" / "last.npz").stat().st_mtime_ns for n in done}
     interrupted = [t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))]
-    assert interrupted  # the other worker was training when Ctrl-C came
+    assert interrupted  # the worker was training the next trial when Ctrl-C came
 
     r = cnn("sweep", "--resume", out, "--workers", "2", "--json")
     assert r.returncode == 0, r.stderr

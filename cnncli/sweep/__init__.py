@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import uuid
 import warnings
@@ -45,7 +46,7 @@ def default_workers() -> int:
 
 def start(path: Path, out: Path | None, trials: int | None, workers: int | None, cluster: str | None,
           report) -> dict[str, Any]:
-    _check_address(cluster)
+    _check_address(cluster, workers)
     sweep = config.load(path)
     _need_engines()
     if trials:
@@ -62,7 +63,7 @@ def start(path: Path, out: Path | None, trials: int | None, workers: int | None,
 
 
 def resume(out: Path, trials: int | None, workers: int | None, cluster: str | None, report) -> dict[str, Any]:
-    _check_address(cluster)
+    _check_address(cluster, workers)
     out = Path(out)
     try:
         sweep = config.Sweep.from_json(json.loads((out / "sweep.json").read_text(encoding="utf-8")))
@@ -98,7 +99,10 @@ def _default_dir(sweep: config.Sweep) -> Path:
     return path
 
 
-def _check_address(address: str | None) -> None:
+def _check_address(address: str | None, workers: int | None) -> None:
+    if address is not None and workers is not None:
+        raise UserError("--workers sets the local worker processes; a cluster's workers are its own",
+                        "leave out --workers with --cluster (start more workers with dask worker ADDRESS)")
     if address is not None and not _ADDRESS.match(address):
         raise UserError(f"--cluster {address!r} is not a scheduler address",
                         "write tcp://HOST:PORT, or tls://HOST:PORT with Dask's TLS settings, e.g. tcp://127.0.0.1:8786")
@@ -223,6 +227,7 @@ def _client(connected, workers: int | None, out: Path, report):
     finally:
         if cluster is not None:
             cluster.close()
+            shutil.rmtree(out / "dask", ignore_errors=True)  # the workers' scratch space
         signal.signal(signal.SIGTERM, previous)
 
 
