@@ -395,3 +395,27 @@ def test_sweep_on_a_local_dask_cluster_survives_a_worker_dying(tmp_path, data):
             assert t["value"] == max(row["val_acc"] for row in metrics(t["run"]))
             assert len(metrics(t["run"])) == 2
     assert result["best"]["worker"] == survivor
+
+
+def test_live_table_lists_every_trial_and_escapes_control_characters():
+    from rich.console import Console
+
+    from cnncli.report.sweep import SweepReport
+
+    report = SweepReport()
+    report.metric = "val_acc"
+
+    class Asked:  # what study.ask() returns, as far as the table reads it
+        number, params = 1, {"lr": 0.01, "optimizer": "adam\x1b[31m"}
+
+    report.trial_started(Asked)
+    report.trial_done({"number": 0, "state": "COMPLETE", "params": {"lr": 0.001, "optimizer": "sgd"},
+                       "value": 0.8125, "worker": "tcp://127.0.0.1:4242"})
+    console = Console(record=True, width=200, color_system=None)
+    console.print(report._table())
+    lines = console.export_text().splitlines()
+    row0 = next(line for line in lines if "COMPLETE" in line)
+    row1 = next(line for line in lines if "RUNNING" in line)
+    assert "0.8125" in row0 and "lr=0.001  optimizer=sgd" in row0 and "tcp://127.0.0.1:4242" in row0
+    assert "optimizer=adam\\x1b[31m" in row1 and "\x1b" not in console.export_text()
+    assert lines.index(row0) < lines.index(row1)
