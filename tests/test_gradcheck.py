@@ -63,6 +63,7 @@ CASES = {
     "cat": ("2x5x5", "cat(conv k=2 f=3 p=1 | id | pool 3 s=1 p=1)"),
     "mul same shape": ("2x4x4", "mul(conv k=2 f=1 | tanh)"),
     "mul channel scale": ("3x4x4", "mul(id | gap -> conv k=2 f=1 -> relu -> conv k=3 f=1 -> sigmoid)"),
+    "se block": ("4x4x4", "se(4, 2, act=silu, gate=hardsigmoid)"),
     "mul three": ("2x3x3", "mul(tanh | gap -> sigmoid | id)"),
     "shortcut": ("2x6x6", "add(conv k=4 f=3 s=2 p=1 | shortcut k=4 s=2)"),
 }

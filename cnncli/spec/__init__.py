@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +218,7 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
         raise UserError("give either classes (classification) or output (regression), not both", None,
                         doc["output"].where)
     defaults = _defaults(doc.get("defaults"))
-    blocks = _blocks(doc.get("blocks"))
+    blocks = {**shipped_blocks(), **_blocks(doc.get("blocks"))}
     train = train_section.validate(doc["train"]) if "train" in doc else {}
     nodes, tree, last = Expander(blocks, defaults).expand(_chain_texts(doc["net"], "net"))
     if not nodes:
@@ -302,6 +304,13 @@ def _blocks(node) -> dict[str, Block]:
             raise UserError(f"block {name} is defined twice", "give each block its own name", body.where)
         blocks[name] = Block(name, params, defaults, _chain_texts(body, f"block {name}"), body.where)
     return blocks
+
+
+@functools.cache
+def shipped_blocks() -> dict[str, Block]:
+    """The blocks in shipped-blocks.yaml (such as `se`), callable from every spec."""
+    path = Path(__file__).with_name("shipped-blocks.yaml")
+    return _blocks(yamlsrc.load(path.read_text(encoding="utf-8"), f"cnncli/spec/{path.name}"))
 
 
 def _defaults(node) -> dict[str, dict[str, Any]]:
