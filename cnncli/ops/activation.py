@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..layers.activation import (ELU, GELU, Dropout, HardSigmoid, HardSwish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU,
+                                 Softmax, Tanh)
 from .base import Op
 from .jit import kernel
 from .threads import parallel, parallel_values
@@ -216,28 +218,31 @@ def sigmoid32_forward(lo, hi, x, a, y):
         y[i] = half + half * _tanh32(half * x[i])
 
 
-FAST32 = {"tanh": tanh32_forward, "sigmoid": sigmoid32_forward}
+FAST32 = {Tanh: tanh32_forward, Sigmoid: sigmoid32_forward}
 
+# Each element-wise activation: its declaration and its (forward, backward) kernels.
 KERNELS = {
-    "relu": (relu_forward, relu_backward),
-    "relu6": (relu6_forward, relu6_backward),
-    "lrelu": (lrelu_forward, lrelu_backward),
-    "elu": (elu_forward, elu_backward),
-    "sigmoid": (sigmoid_forward, sigmoid_backward),
-    "tanh": (tanh_forward, tanh_backward),
-    "silu": (silu_forward, silu_backward),
-    "hardsigmoid": (hardsigmoid_forward, hardsigmoid_backward),
-    "hardswish": (hardswish_forward, hardswish_backward),
-    "gelu": (gelu_forward, gelu_backward),
+    ReLU: (relu_forward, relu_backward),
+    ReLU6: (relu6_forward, relu6_backward),
+    LeakyReLU: (lrelu_forward, lrelu_backward),
+    ELU: (elu_forward, elu_backward),
+    Sigmoid: (sigmoid_forward, sigmoid_backward),
+    Tanh: (tanh_forward, tanh_backward),
+    SiLU: (silu_forward, silu_backward),
+    HardSigmoid: (hardsigmoid_forward, hardsigmoid_backward),
+    HardSwish: (hardswish_forward, hardswish_backward),
+    GELU: (gelu_forward, gelu_backward),
 }
 
 
 class ActivationOp(Op):
+    kinds = tuple(KERNELS)
+
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
-        self.kernel_forward, self.kernel_backward = KERNELS[node.kind.name]
+        self.kernel_forward, self.kernel_backward = KERNELS[node.kind]
         if self.dtype == np.float32:
-            self.kernel_forward = FAST32.get(node.kind.name, self.kernel_forward)
+            self.kernel_forward = FAST32.get(node.kind, self.kernel_forward)
         self.a = self.scalar(self.p.get("slope") or self.p.get("alpha") or 0.0)
 
     def forward(self, xs, train, rng):
@@ -287,6 +292,8 @@ def softmax_backward(lo, hi, y, dy, dx):
 
 
 class SoftmaxOp(Op):
+    kinds = (Softmax,)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         c = x.shape[0]
@@ -304,6 +311,8 @@ class SoftmaxOp(Op):
 class DropoutOp(Op):
     """Inverted dropout: in training, keep each value with probability 1 - rate and scale it by
     1 / (1 - rate); in evaluation, the identity. The mask comes from the model's seeded generator."""
+
+    kinds = (Dropout,)
 
     def forward(self, xs, train, rng):
         x = xs[0]
@@ -328,4 +337,4 @@ class DropoutOp(Op):
         return [dx]
 
 
-OPS = {**{name: ActivationOp for name in KERNELS}, "softmax": SoftmaxOp, "dropout": DropoutOp}
+OPS = (ActivationOp, SoftmaxOp, DropoutOp)

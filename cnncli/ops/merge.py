@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers.merge import Add, Concat, Multiply, Shortcut
 from .base import Op
 from .jit import kernel
 from .threads import parallel
 
 
 class AddOp(Op):
+    kinds = (Add,)
+
     def forward(self, xs, train, rng):
         out = self.scratch("out", xs[0].shape)
         np.add(xs[0], xs[1], out=out)
@@ -37,6 +40,8 @@ def channel_dot(lo, hi, dy, x, ds):
 class MultiplyOp(Op):
     """Product of branches. A (C, 1, 1, N) branch broadcasts over H x W of the full-size ones; its
     gradient sums dy * (product of the others) over those positions."""
+
+    kinds = (Multiply,)
 
     def forward(self, xs, train, rng):
         self.xs = xs
@@ -70,6 +75,8 @@ class MultiplyOp(Op):
 
 
 class ConcatOp(Op):
+    kinds = (Concat,)
+
     def forward(self, xs, train, rng):
         self.sizes = [x.shape[0] for x in xs]
         out = self.scratch("out", (sum(self.sizes),) + xs[0].shape[1:])
@@ -88,6 +95,8 @@ class ConcatOp(Op):
 
 
 class ShortcutOp(Op):
+    kinds = (Shortcut,)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
@@ -106,4 +115,4 @@ class ShortcutOp(Op):
         return [dx]
 
 
-OPS = {"add": AddOp, "cat": ConcatOp, "mul": MultiplyOp, "shortcut": ShortcutOp}
+OPS = (AddOp, ConcatOp, MultiplyOp, ShortcutOp)

@@ -48,7 +48,7 @@ def _show_block(block, out: Console, json_out: bool) -> None:
 
 
 def show(name: str | None, out: Console, json_out: bool) -> None:
-    from ..spec import shipped_blocks
+    from ..spec.sections import shipped_blocks
 
     blocks = shipped_blocks()
     if name is not None and lookup(name) is None and name in blocks:
