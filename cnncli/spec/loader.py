@@ -81,7 +81,8 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
         raise UserError("give either classes (classification) or output (regression), not both", None,
                         doc["output"].where)
     defaults = sections.defaults(doc.get("defaults"))
-    blocks = sections.blocks(doc.get("blocks"))
+    blocks = sections.blocks(doc.get("blocks"))  # a spec's own blocks first; they win over shipped ones
+    blocks.update({name: b for name, b in sections.shipped_blocks().items() if name not in blocks})
     train = train_section.validate(doc["train"]) if "train" in doc else {}
     texts = sections.net_texts(doc["net"], sections.variables(doc.get("vars")))
     nodes, tree, last = Expander(blocks, defaults).expand(texts)

@@ -17,13 +17,12 @@ import re
 import shutil
 import signal
 import uuid
-import warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import write_atomic, write_text_atomic
+from ..checkpoint import write_text_atomic
 from ..errors import UserError
 from . import config
 from .trial import STUDY, Job, make_pruner, storage, trial_dir
@@ -336,28 +335,10 @@ def _importances(study, complete) -> dict[str, float]:
 def _plots(study, out: Path, complete, report) -> list[str]:
     if not complete:
         return []
+    from ..report import plots
+
     try:
-        import matplotlib
-    except ImportError:
-        report.message("no plots: pip install matplotlib to get history.png and parallel.png")
+        return plots.sweep_figures(study, out)
+    except UserError:  # no matplotlib: the sweep itself is done
+        report.message("no plots: pip install 'cnncli[plots]' to get history.png and parallel.png")
         return []
-    import io
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as plots
-
-    written = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
-        for name, draw in (("history.png", plots.plot_optimization_history),
-                           ("parallel.png", plots.plot_parallel_coordinate)):
-            ax = draw(study)
-            figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-            buf = io.BytesIO()
-            figure.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-            plt.close(figure)
-            write_atomic(out / name, lambda f: f.write(buf.getvalue()))
-            written.append(str(out / name))
-    return written
-
