@@ -231,6 +231,9 @@ def sweep(
 
         console(stderr=True).print(f"interrupted: {exc.finished} trials finished; continue with: cnn sweep --resume "
                                    f"{exc.path}", markup=False)
+        raise typer.Exit(128 + exc.signum)
+    except KeyboardInterrupt:  # before the first trial was asked for: nothing to continue
+        report.close()
         raise typer.Exit(130)
     if json_out:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

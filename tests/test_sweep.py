@@ -263,13 +263,14 @@ def _study(out: Path):
 
 
 def _finished(out: Path) -> bool:
-    """Has the sweep recorded a finished trial yet? (Optuna's journal allows readers while it runs.)"""
+    """Has the sweep finished a trial and started the next? (Optuna's journal allows readers while it runs.)"""
     if not (out / "study.journal").exists():
         return False
     try:
-        return bool(_study(out).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+        states = [t.state for t in _study(out).get_trials()]
     except KeyError:  # the study is not created yet
         return False
+    return optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states
 
 
 # ----------------------------------------------------------------------------- a Dask cluster on 127.0.0.1

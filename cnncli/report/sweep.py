@@ -57,9 +57,9 @@ class SweepReport:
         self._update()
         if self.live is None and not self.quiet:
             line = (f"trial {record['number']} {record['state']}  {self.metric} {_value(record['value'])}  "
-                    f"{_params(record['params'])}  worker {record['worker']}")
+                    f"{_params(record['params'])}  worker {_printable(str(record['worker']))}")
             if record.get("error"):
-                line += f"  ({record['error']})"
+                line += f"  ({_printable(record['error'])})"
             self.err.print(line, markup=False, highlight=False)
 
     def _update(self) -> None:
@@ -73,7 +73,7 @@ class SweepReport:
         for number in sorted(self.rows):
             row = self.rows[number]
             table.add_row(str(number), row["state"], _value(row["value"]), escape(_params(row["params"])),
-                          escape(str(row["worker"] or "")))
+                          escape(_printable(str(row["worker"] or ""))))
         return table
 
     def close(self) -> None:

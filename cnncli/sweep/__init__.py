@@ -33,9 +33,9 @@ _ADDRESS = re.compile(r"^(tcp|tls)://[^\s/:]+:\d{1,5}$")
 
 
 class Interrupted(Exception):
-    def __init__(self, path: Path, finished: int):
+    def __init__(self, path: Path, finished: int, signum: int):
         super().__init__(f"interrupted after {finished} finished trials")
-        self.path, self.finished = path, finished
+        self.path, self.finished, self.signum = path, finished, signum
 
 
 def default_workers() -> int:
@@ -140,40 +140,51 @@ def _run(out: Path, sweep: config.Sweep, workers: int | None, cluster: str | Non
         if client is not None:
             client.close()
         return summary(study, sweep, out, report)
-    previous = signal.getsignal(signal.SIGINT)
     try:
-        with _client(client, workers, out, report) as (client, slots, threads):
+        with _stop_on_signals() as stop, _client(client, workers, out, report) as (client, slots, threads):
             from distributed import wait
 
-            try:
-                while True:
-                    while len(running) < max(1, slots()) and finished() + len(running) < sweep.trials:
-                        trial = study.ask(distributions)
-                        overrides, variables = sweep.trial_settings(trial.params)
-                        job = Job(str(out.resolve()), trial.number, trial._trial_id, trial.params, overrides,
-                                  variables, sweep.spec_text, sweep.data, sweep.metric, sweep.maximize, sweep.pruner,
-                                  threads, cluster is None)
-                        trial.set_user_attr("run", str(trial_dir(out, trial.number)))
-                        key = f"cnn-sweep-trial-{trial.number}-{uuid.uuid4().hex[:8]}"
-                        running[client.submit(run_trial, job, key=key, pure=False)] = trial
-                        report.trial_started(trial)
-                    if not running:
-                        break
-                    done, _ = wait(list(running), return_when="FIRST_COMPLETED")
-                    for future in done:
-                        _tell(study, running.pop(future), _outcome(future), report)
-            except KeyboardInterrupt:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the shutdown
+            while not stop:
+                while len(running) < max(1, slots()) and finished() + len(running) < sweep.trials:
+                    trial = study.ask(distributions)
+                    overrides, variables = sweep.trial_settings(trial.params)
+                    job = Job(str(out.resolve()), trial.number, trial._trial_id, trial.params, overrides,
+                              variables, sweep.spec_text, sweep.data, sweep.metric, sweep.maximize, sweep.pruner,
+                              threads, cluster is None)
+                    trial.set_user_attr("run", str(trial_dir(out, trial.number)))
+                    key = f"cnn-sweep-trial-{trial.number}-{uuid.uuid4().hex[:8]}"
+                    running[client.submit(run_trial, job, key=key, pure=False)] = trial
+                    report.trial_started(trial)
+                if not running:
+                    break
+                try:
+                    done, _ = wait(list(running), timeout=0.5, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    continue
+                for future in done:
+                    _tell(study, running.pop(future), _outcome(future), report)
+            if stop:
                 report.close()
                 client.cancel(list(running))  # queued trials never start; on a cluster, running ones finish
-                raise
-    except KeyboardInterrupt:
-        report.close()
-        raise Interrupted(out, finished()) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
-    report.close()
+        report.close()
+    if stop:
+        raise Interrupted(out, finished(), stop[0])
     return summary(study, sweep, out, report)
+
+
+@contextmanager
+def _stop_on_signals():
+    """Ctrl-C and SIGTERM only set a flag, which the loop reads between steps: a signal never lands in
+    the middle of a write to the study's journal."""
+    stop: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _outcome(future) -> dict[str, Any]:
@@ -202,7 +213,6 @@ def _client(connected, workers: int | None, out: Path, report):
     from distributed import Client, LocalCluster
 
     _quiet_dask()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     cluster = None
     try:
         if connected is None:
@@ -227,7 +237,6 @@ def _client(connected, workers: int | None, out: Path, report):
         if cluster is not None:
             cluster.close()
             shutil.rmtree(out / "dask", ignore_errors=True)  # the workers' scratch space
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _connect(address: str):
@@ -253,10 +262,6 @@ def _connect(address: str):
 def _quiet_dask() -> None:
     for name in ("distributed", "tornado", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _sampler(sweep: config.Sweep):
