@@ -169,7 +169,10 @@ def _parse_float(p: Param, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float(eval_int(text))
+        try:
+            value = float(eval_int(text))
+        except ValueError:
+            raise ValueError("expected a number such as 0.5 or 1e-3") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError("must be a finite number")
     p._check_range(value)

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..layers.base import describe_shape
 from ..spec import Identity, Node, Spec
-from . import human, human_bytes
+from . import human, human_bytes, plain
 
 
 def _rf(node: Node) -> str:
@@ -38,7 +38,7 @@ def _rows(items, prefix: str, rows: list) -> None:
 
 def table(spec: Spec, ascii_only: bool = False) -> Table:
     t = Table(box=box.ASCII2 if ascii_only else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-              title=f"{spec.name}  ({spec.file})", title_justify="left")
+              title=plain(f"{spec.name}  ({spec.file})"), title_justify="left")
     t.add_column("layer", no_wrap=True)
     t.add_column("as written", overflow="fold", max_width=48)
     t.add_column("output", justify="right", no_wrap=True)
@@ -54,8 +54,8 @@ def table(spec: Spec, ascii_only: bool = False) -> Table:
             continue
         text = node.text if not node.kind.is_merge else node.kind.name
         t.add_row(
-            prefix + node.name,
-            text,
+            plain(prefix + node.name),
+            plain(text),
             describe_shape(node.shape),
             f"{node.info.params:,}" if node.info.params else "-",
             human(node.info.macs) if node.info.macs else "-",

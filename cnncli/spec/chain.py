@@ -286,5 +286,7 @@ class _Parser:
 
 
 def suggest(word: str, choices) -> str | None:
+    if len(word) > 40:  # difflib's time grows with the product of the lengths; no name is this long
+        return None
     close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
     return close[0] if close else None
