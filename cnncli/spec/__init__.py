@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LayerError, UserError, Where
+from ..errors import LayerError, UserError, Where, printable
 from ..layers import KINDS, lookup
 from ..layers.base import Shape, describe_shape
 from ..limits import MAX_NUMBER_DIGITS, MAX_SPEC_BYTES
@@ -280,7 +280,7 @@ def _input(node) -> Shape:
     if isinstance(value, str):
         m = _SHAPE.match(value)
         if m and max(len(g) for g in m.groups()) > MAX_NUMBER_DIGITS:
-            raise UserError(f"input {value} is too large", f"numbers in a spec have at most {MAX_NUMBER_DIGITS} digits",
+            raise UserError(f"input {printable(value, 40)} is too large", f"numbers in a spec have at most {MAX_NUMBER_DIGITS} digits",
                             node.where)
         dims = tuple(int(g) for g in m.groups()) if m else None
     elif isinstance(value, list) and len(value) == 3 and all(

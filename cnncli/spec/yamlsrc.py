@@ -19,6 +19,9 @@ from ..errors import UserError, Where, printable
 from ..limits import MAX_NUMBER_DIGITS, MAX_SPEC_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 
+_LOOKAHEAD = 80  # characters: more than any escape or the indentation of a folded line
+
+
 @dataclass
 class Text:
     """A string from the spec that can say where each of its characters stands in the file."""
@@ -42,16 +45,18 @@ class Text:
 
     def _align(self) -> list[int]:
         # The value's characters are a subsequence of the raw scalar (plain, quoted or block style);
-        # a greedy match maps each to its place, folded line breaks standing for spaces.
+        # a greedy match maps each to its place, folded line breaks standing for spaces. A character
+        # not found close ahead came from an escape such as \e in double quotes: it maps to the escape.
         if self._pointers is None:
             source = self.original_value
-            pointers, j = [], self.start
+            pointers, j, last = [], self.start, max(self.end - 1, self.start)
             for ch in source:
-                while j < self.end and not (
-                    self.buffer[j] == ch or (ch in " \n" and self.buffer[j] in " \n")
-                ):
-                    j += 1
-                pointers.append(min(j, max(self.end - 1, self.start)))
+                k, ahead = j, min(self.end, j + _LOOKAHEAD)
+                while k < ahead and not (self.buffer[k] == ch or (ch in " \n" and self.buffer[k] in " \n")):
+                    k += 1
+                if k < ahead:
+                    j = k
+                pointers.append(min(j, last))
                 j += 1
             self._pointers = pointers
         return self._pointers
