@@ -7,10 +7,12 @@ measurements. The memory bound is enforced by the kernel on the subprocesses (RL
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -221,3 +223,38 @@ def test_printable_escapes_controls_and_cuts_long_text():
     assert printable("a\x1b[2J\nb\tc\x00\u202e\x85é×") == "a\\x1b[2J\\nb\\tc\\x00\\u202e\\x85é×"
     assert printable("x" * 300, 10) == "xxxxxxxxxx... (300 characters)"
     assert printable("plain text") == "plain text"
+
+
+# ----------------------------------------------------------------------------- writing outside the run directory
+
+
+@pytest.mark.parametrize("name, directory", [
+    ("../../escaped", "_.._escaped"), ("/tmp/elsewhere", "_tmp_elsewhere"), ("..", "network"), ("a\x00b", "a_b"),
+    ("\x1b[2J", "__2J"), ("C:\\Windows", "C__Windows"), ("-rf", "rf"), ("fashion-tutorial", "fashion-tutorial"),
+    ("x" * 100, "x" * 64),
+])
+def test_run_directory_names_are_one_safe_component(name, directory):
+    from cnncli.train import directory_name, run_dir
+
+    assert directory_name(name) == directory
+    path = run_dir(loads(f"name: {json.dumps(name)}\n" + H + "net: fc 10\n"), None)  # JSON strings are YAML
+    assert path.parent.as_posix() == "runs" and path.name.startswith(directory + "-")
+
+
+def test_a_spec_name_cannot_move_the_run_out_of_runs(tmp_path, monkeypatch):
+    from cnncli import train as trainer
+    from cnncli.data import SAMPLE
+    from cnncli.report.progress import TrainReport
+
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    spec = work / "climb.yaml"
+    spec.write_text(f"name: ../../escaped\n{H}classes: 10\nnet: fc 10\n")
+    summary = trainer.start(spec, trainer.Options(str(SAMPLE), None, {"epochs": "1", "val": "100", "batch": "500"}),
+                            TrainReport(quiet=True))
+    (run,) = (work / "runs").iterdir()
+    assert run.name.startswith("_.._escaped-") and (run / "checkpoints" / "last.npz").exists()
+    assert summary["run"] == str(Path("runs") / run.name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and sorted(p.name for p in work.iterdir()) == [
+        "climb.yaml", "runs"]
