@@ -197,6 +197,29 @@ def test_huge_but_valid_spec_still_gets_its_table(tmp_path):
     assert "parameters: 75,001,802 " in result.stdout
 
 
+
+BIG = "999999999999999999"  # the largest number a spec may hold: 18 digits
+
+
+def test_largest_numbers_keep_shapes_exact_and_tables_printable(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(f"input: {BIG}x{BIG}x{BIG}\nnet: conv k={BIG} f=1 p={BIG} -> pool {BIG} s={BIG} ceil=true -> fc {BIG}\n")
+    result, _ = cnn_limited("shapes", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    n = int(BIG)
+    layers = json.loads(result.stdout)["layers"]
+    assert layers[0]["output"] == [n, 3 * n, 3 * n]  # (n - 1 + 2n)/1 + 1, in exact integers
+    assert layers[2]["params"] == n * n * 9 + n
+    table, _ = cnn_limited("shapes", str(path))
+    assert table.returncode == 0 and f"{n}x{3 * n}x{3 * n}" in table.stdout
+
+
+def test_window_arithmetic_on_the_largest_numbers_is_exact():
+    with pytest.raises(UserError) as info:
+        loads(H + f"net: conv k=4 f={BIG} d={BIG}\n")
+    kernel = int(BIG) * (int(BIG) - 1) + 1
+    assert f"output H collapses to {28 - kernel + 1}: (H=28 - {kernel} + 2*0)/1 + 1 = {28 - kernel + 1} " in str(info.value)
+
 # ----------------------------------------------------------------------------- terminal escapes
 
 
