@@ -283,3 +283,25 @@ def test_a_spec_name_cannot_move_the_run_out_of_runs(tmp_path, monkeypatch):
     assert summary["run"] == str(Path("runs") / run.name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and sorted(p.name for p in work.iterdir()) == [
         "climb.yaml", "runs"]
+
+
+def test_readme_states_the_limits_the_code_has():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Untrusted input"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = {
+        "YAML values, aliases": f"{limits.MAX_YAML_VALUES:,}",
+        "characters of YAML text after aliases": f"{limits.MAX_SPEC_BYTES >> 10} Ki",
+        "nesting of YAML lists and mappings": f"{limits.MAX_YAML_DEPTH} levels",
+        "digits of a number": f"{limits.MAX_NUMBER_DIGITS}",
+        "nesting of parentheses, merges and block calls": f"{limits.MAX_NESTING}",
+        "blocks calling blocks": f"{limits.MAX_BLOCK_DEPTH} deep",
+        "the N of a repeat": f"{limits.MAX_REPEAT:,}",
+        "layers after expansion": f"{limits.MAX_LAYERS:,}",
+        "expansion steps": f"{limits.MAX_STEPS:,}",
+        "characters of block bodies": f"{limits.MAX_EXPANDED_CHARS:,}",
+    }
+    for what, value in rows.items():
+        (row,) = [line for line in section.splitlines() if line.startswith(f"  | {what}")]
+        assert row.endswith(f"| {value} |"), row
+    assert f"at most {limits.MAX_SPEC_BYTES >> 10} KiB" in section

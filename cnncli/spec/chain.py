@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import UserError, Where, printable
-from ..limits import MAX_NESTING
+from ..limits import MAX_NESTING, MAX_REPEAT
 from .yamlsrc import Text
 
 # ----------------------------------------------------------------------------- syntax tree
@@ -87,7 +87,6 @@ Item = Call | Merge | Repeat | Chain
 _TOKEN = re.compile(r"\s*(?:(->)|([|(),])|((?:[^\s|(),-]|-(?!>))+))")
 _REPEAT = re.compile(r"^[x×]([0-9]+)$")
 _DIGITS = re.compile(r"[0-9]+")
-MAX_REPEAT = 10_000
 
 
 @dataclass

@@ -12,13 +12,12 @@ from typing import Any
 from ..errors import LayerError, UserError, Where
 from ..layers import KINDS, LayerKind, lookup, spellings
 from ..layers.base import Inferred, Shape
-from ..limits import MAX_EXPANDED_CHARS, MAX_LAYERS, MAX_NESTING, MAX_STEPS
+from ..limits import MAX_BLOCK_DEPTH, MAX_EXPANDED_CHARS, MAX_LAYERS, MAX_NESTING, MAX_STEPS
 from . import chain as chains
 from .blocks import Block, substitute
 from .chain import Arg, Call, Chain, Merge, Repeat, suggest
 from .yamlsrc import Text
 
-MAX_BLOCK_DEPTH = 32
 INPUT = -1
 DROPPED_HINT = ("a warning: pad so that (size - kernel + 2*padding) divides by the stride, or use ceil=true "
                 "on pooling; --strict makes it an error")
