@@ -191,12 +191,12 @@ def test_bombs_stay_within_memory_and_time(name, tmp_path):
 def test_huge_but_valid_spec_still_gets_its_table(tmp_path):
     path = tmp_path / "huge.yaml"
     path.write_text("input: 3x100000x100000\nclasses: 10\n"
-                    "net: conv k=64 f=3 p=1 -> relu -> gap -> fc 1000000 -> fc 10\n")
+                    "net: conv k=64 f=3 p=1 -> relu -> gap -> fc 20000000 -> fc 10\n")
     result, _ = cnn_limited("shapes", str(path))  # within 512 MiB: nothing is allocated
     assert result.returncode == 0, result.stderr
     assert "64x100000x100000" in result.stdout
-    # conv 64*3*3*3 + 64, fc 64*10^6 + 10^6, fc 10^6*10 + 10
-    assert "parameters: 75,001,802 " in result.stdout
+    # conv 64*3*3*3 + 64, fc 64*2*10^7 + 2*10^7, fc 2*10^7*10 + 10
+    assert "parameters: 1,500,001,802 " in result.stdout
 
 
 
