@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import UserError, Where, printable
+from ..errors import SHOWN_CHARS, UserError, Where, printable
 from ..limits import MAX_NUMBER_DIGITS, MAX_SPEC_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 
 
@@ -197,8 +197,7 @@ class _Converter:
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
         if node.tag not in _PLAIN_TAGS:
-            raise UserError(f"YAML tag {printable(node.tag)} is not allowed in a spec",
-                            "remove the tag (the part after '!!')", where)
+            raise _tag_refused(node.tag, where)
         if id(node) in self.open:
             raise UserError("a YAML alias (*name) refers to the list or mapping that contains it",
                             "an alias may only repeat a value defined before it, outside it", where)
@@ -228,9 +227,8 @@ class _Converter:
 
     def scalar(self, node: yaml.ScalarNode) -> Node:
         where = _where(node, self.file)
-        if node.tag not in _SCALAR_TAGS:
-            raise UserError(f"YAML tag {printable(node.tag)} is not allowed in a spec",
-                            "remove the tag (the part after '!!')", where)
+        if node.tag not in _SCALAR_TAGS:  # refused before anything is constructed
+            raise _tag_refused(node.tag, where)
         self.chars += len(node.value)
         if self.chars > MAX_SPEC_BYTES:
             raise UserError(f"the YAML expands to more than {MAX_SPEC_BYTES:,} characters (aliases *name counted "
@@ -246,6 +244,11 @@ class _Converter:
         if isinstance(value, str):
             text = Text(value, self.file, self.buffer, node.start_mark.index, node.end_mark.index)
         return Node(value, where, text)
+
+
+def _tag_refused(tag: str, where: Where) -> UserError:
+    return UserError(f"YAML tag {printable(tag, SHOWN_CHARS)} is not allowed in a spec",
+                     "remove the tag (the part after '!!')", where)
 
 
 def _too_large(written: str, where: Where) -> UserError:
