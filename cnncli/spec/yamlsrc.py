@@ -77,9 +77,6 @@ class Node:
     where: Where
     text: Text | None = None  # for string scalars
 
-    def is_str(self) -> bool:
-        return isinstance(self.value, str)
-
 
 def load(text: str, file: str) -> Node:
     """Parse spec text; any problem, including a hostile document, is a UserError with a position."""
