@@ -53,7 +53,7 @@ class Spec:
     tree: list[TreeItem]
     output_node: int
     warnings: list[UserError]
-    train: dict[str, Any]
+    train: train_section.TrainSettings
     blocks: dict[str, Block]
     source: str = field(repr=False, default="")
 
@@ -65,8 +65,17 @@ class Spec:
 
     @property
     def trainable_params(self) -> int:
-        # Every parameter cnncli creates is learned; frozen layers would be subtracted here.
-        return sum(n.info.params for n in self.nodes)
+        """Parameters the optimizer changes: all but those of layers under `train.freeze`."""
+        return self.total_params - self.frozen_params(self.frozen_layers())
+
+    def frozen_params(self, layers: list[str]) -> int:
+        frozen = set(layers)
+        return sum(n.info.params for n in self.nodes if n.name in frozen)
+
+    def frozen_layers(self, settings: train_section.TrainSettings | None = None) -> list[str]:
+        """Layer names matched by the `freeze` patterns of settings (default: the spec's own)."""
+        settings = settings or self.train
+        return train_section.frozen_layers(settings.freeze, [n.name for n in self.nodes], settings.where.get("freeze"))
 
     @property
     def buffers(self) -> int:
@@ -99,7 +108,7 @@ class Spec:
         raise UserError(f"no layer named '{name}'", f"did you mean {close}?" if close else "see cnn shapes for the names")
 
     def optimizer_slots(self) -> int:
-        opt = self.train.get("optimizer") or {"name": "adam"}
+        opt = self.train.optimizer or {"name": "adam"}
         return OPTIMIZER_SLOTS[opt["name"]](opt)
 
     def memory(self, batch: int) -> dict[str, int]:
@@ -110,7 +119,7 @@ class Spec:
             "batch": batch,
             "weights": params * BYTES_PER_VALUE,
             "gradients": params * BYTES_PER_VALUE,
-            "optimizer_state": self.optimizer_slots() * params * BYTES_PER_VALUE,
+            "optimizer_state": self.optimizer_slots() * self.trainable_params * BYTES_PER_VALUE,
             "buffers": self.buffers * BYTES_PER_VALUE,
             "activations": 2 * batch * self.activations_per_sample * BYTES_PER_VALUE,
         }
@@ -217,13 +226,14 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
                         doc["output"].where)
     defaults = _defaults(doc.get("defaults"))
     blocks = _blocks(doc.get("blocks"))
-    train = train_section.validate(doc["train"]) if "train" in doc else {}
+    train = train_section.TrainSettings.parse(doc["train"]) if "train" in doc else train_section.TrainSettings()
     nodes, tree, last = Expander(blocks, defaults).expand(_chain_texts(doc["net"], "net"))
     if not nodes:
         raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
     warnings = infer(nodes, input_shape)
     spec = Spec(name, file, input_shape, classes, output, nodes, tree, last, warnings, train, blocks, text)
     _check_output(spec)
+    spec.frozen_layers()  # every freeze pattern must match a layer
     if strict and warnings:
         first = warnings[0]
         first.hint = "--strict makes dropped input an error: pad so that (size - kernel + 2*padding) divides by the stride"
