@@ -406,8 +406,7 @@ def _spec_changes(spec_path: Path, spec: Spec, stored: TrainSettings, out: Path)
                         f"resume without a spec (the run keeps {out / 'spec.yaml'}), or start a new run from its "
                         f"weights: cnn train {spec_path} --weights {out}")
     settings = stored.copy()
-    for key, where in given.train.where.items():
-        settings.set(key, getattr(given.train, key), where)
+    settings.update(given.train)
     return settings
 
 

@@ -158,6 +158,12 @@ class TrainSettings:
         """Set a typed value (from a command-line option), checked as a spec value would be."""
         self._assign(_setting(key, where), _node(value, where))
 
+    def update(self, other: "TrainSettings") -> None:
+        """Take the settings other was given explicitly (e.g. a spec's `train:`), already checked."""
+        for key, where in other.where.items():
+            setattr(self, key, deepcopy(getattr(other, key)))
+            self.where[key] = where
+
     def set_text(self, key: str, text: str) -> None:
         """`--set key=value`: the value is read as YAML (`--set augment='[flip, crop 2]'`)."""
         key = key.strip().removeprefix("train.")
@@ -222,8 +228,8 @@ def frozen_layers(patterns: list[str], names: list[str], where: Where | None) ->
             raise UserError(f"train.freeze: no layer matches '{pattern}'",
                             (f"did you mean {close}? " if close else "")
                             + "patterns match layer names as cnn shapes prints them, e.g. conv1, stage1.*", where)
-        matched += [n for n in hits if n not in matched]
-    return matched
+        matched += hits
+    return [n for n in names if n in matched]
 
 
 _TABLES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "augment": AUGMENTATIONS,
