@@ -17,7 +17,6 @@ from cnncli.model import Model
 from cnncli.report.progress import TrainReport
 from cnncli.schedules import Schedule
 from cnncli.spec import loads
-from cnncli.spec.train import TrainSettings
 
 from .helpers import ARCHITECTURES
 from .test_cli_shapes import cnn
@@ -26,16 +25,30 @@ from .test_train import SMALL, small_spec, weights
 QUIET = TrainReport(quiet=True)
 
 
-def run_small(tmp_path, name, extra="", **values):
-    opts = trainer.Options(str(datasets.SAMPLE), tmp_path / name, values=values)
+def sample_npz(path, classes=10, count=2000):
+    """The first `count` training images of the shipped sample (of the first `classes` classes), as an .npz."""
+    ds = datasets.resolve(str(datasets.SAMPLE))
+    x, y, x_test, y_test = ds.x_train[:count], ds.y_train[:count], ds.x_test, ds.y_test
+    np.savez(path, x=x[y < classes], y=y[y < classes], x_test=x_test[y_test < classes], y_test=y_test[y_test < classes])
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """1,500 images: 1,000 to train on (20 steps of 50), 500 to validate (the small spec's val)."""
+    return sample_npz(tmp_path_factory.mktemp("data") / "small.npz", count=1500)
+
+
+def run_small(tmp_path, data, name, extra="", **overrides):
+    opts = trainer.Options(data, tmp_path / name, {k: str(v) for k, v in overrides.items()})
     return trainer.start(small_spec(tmp_path, extra), opts, QUIET)
 
 
 @pytest.fixture(scope="module")
-def two_epochs(tmp_path_factory):
+def two_epochs(tmp_path_factory, data):
     """A finished 2-epoch run of the small spec (constant learning rate); tests resume copies of it."""
     tmp = tmp_path_factory.mktemp("two")
-    run_small(tmp, "run")
+    run_small(tmp, data, "run")
     return tmp / "run"
 
 
@@ -49,6 +62,8 @@ def copy_run(run, tmp_path, name="copy"):
 
 
 def test_train_settings_are_typed_and_keep_their_positions():
+    from cnncli.spec.train import TrainSettings
+
     spec = loads("input: 1x8x8\nnet: fc 2\ntrain:\n  epochs: 3\n  lr: 1e-5\n", "t.yaml")
     s = spec.train
     assert isinstance(s, TrainSettings) and (s.epochs, s.lr, s.batch) == (3, 1e-5, 64)  # YAML reads 1e-5 as text
@@ -68,9 +83,9 @@ def test_train_settings_are_typed_and_keep_their_positions():
     assert restored == changed
 
 
-def test_cli_values_are_not_reparsed_as_text(tmp_path):
+def test_cli_values_are_not_reparsed_as_text(tmp_path, data):
     """--lr 0.00001 used to become the text "1e-05", which YAML does not read as a number."""
-    r = cnn("train", str(small_spec(tmp_path)), "--data", str(datasets.SAMPLE), "--lr", "0.00001", "--epochs", "1",
+    r = cnn("train", str(small_spec(tmp_path)), "--data", data, "--lr", "0.00001", "--epochs", "1",
             "--set", "weight_decay=1e-4", "--out", str(tmp_path / "r"), "--quiet")
     assert r.returncode == 0, r.stderr
     settings = json.loads((tmp_path / "r" / "run.json").read_text())["settings"]
@@ -82,11 +97,11 @@ def test_cli_values_are_not_reparsed_as_text(tmp_path):
 # -- extending and resuming
 
 
-def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path, two_epochs):
+def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path, data, two_epochs):
     run = copy_run(two_epochs, tmp_path)
     summary = trainer.resume(run, QUIET, trainer.Options(values={"epochs": 3}))
     assert summary["epochs"] == 3
-    run_small(tmp_path, "three", epochs=3)
+    run_small(tmp_path, data, "three", epochs=3)
     extended, meta = weights(run)
     whole, whole_meta = weights(tmp_path / "three")
     for name in whole:
@@ -95,19 +110,19 @@ def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path
     assert meta["train"]["epochs"] == 3
 
 
-def test_extending_a_cosine_run_follows_the_curve_of_the_new_total(tmp_path):
+def test_extending_a_cosine_run_follows_the_curve_of_the_new_total(tmp_path, data):
     extra = "  schedule: cosine\n"
-    run_small(tmp_path, "two", extra=extra, epochs=1)
+    run_small(tmp_path, data, "two", extra=extra, epochs=1)
     trainer.resume(tmp_path / "two", QUIET, trainer.Options(values={"epochs": 3}))
     history = weights(tmp_path / "two")[1]["history"]
-    steps = 110  # 5,500 training samples in batches of 50
+    steps = 20  # 1,000 training samples in batches of 50
     planned_1 = Schedule({"name": "cosine", "warmup": 0, "min_lr": 0.0}, 0.005, 1, steps)
     planned_3 = Schedule({"name": "cosine", "warmup": 0, "min_lr": 0.0}, 0.005, 3, steps)
     assert history[0]["lr"] == planned_1.lr(0, steps - 1)  # the first epoch followed the 1-epoch curve
     assert [r["lr"] for r in history[1:]] == [planned_3.lr(e, steps - 1) for e in (1, 2)]
 
 
-def test_resume_refuses_settings_it_cannot_change(tmp_path, two_epochs):
+def test_resume_refuses_settings_it_cannot_change(tmp_path, data, two_epochs):
     run = copy_run(two_epochs, tmp_path)
     with pytest.raises(UserError) as info:
         trainer.resume(run, QUIET, trainer.Options(overrides={"optimizer": "sgd lr=0.1"}, values={"epochs": 4, "batch": 32}))
@@ -122,8 +137,8 @@ def test_resume_refuses_settings_it_cannot_change(tmp_path, two_epochs):
     other.write_text(SMALL.replace("fc 10", "fc 16 -> relu -> fc 10"))
     with pytest.raises(UserError, match="describes another network than the run"):
         trainer.resume(run, QUIET, trainer.Options(values={"epochs": 3}), spec_path=other)
-    ds = datasets.resolve("fashion-mnist-sample")
-    np.savez(tmp_path / "half.npz", x=ds.x_train[:3000], y=ds.y_train[:3000])
+    with np.load(data) as f:
+        np.savez(tmp_path / "half.npz", x=f["x"][:1000], y=f["y"][:1000])
     with pytest.raises(UserError, match="half.npz is not the data"):
         trainer.resume(run, QUIET, trainer.Options(data=str(tmp_path / "half.npz"), values={"epochs": 3}))
     assert weights(run)[1]["epoch"] == 2  # nothing was trained by the refusals
@@ -141,9 +156,9 @@ def test_resume_with_the_runs_own_spec_applies_its_epochs(tmp_path, two_epochs):
     assert r.stderr.startswith("error: --lr 0.1: cannot change lr none -> 0.1 (--lr 0.1) when resuming")
 
 
-def test_a_run_stopped_early_trains_on_with_more_patience(tmp_path):
+def test_a_run_stopped_early_trains_on_with_more_patience(tmp_path, data):
     extra = "  early_stop: val_acc patience=1\n"
-    opts = trainer.Options(str(datasets.SAMPLE), tmp_path / "r", {"optimizer": "sgd lr=0.0"}, values={"epochs": 6})
+    opts = trainer.Options(data, tmp_path / "r", {"optimizer": "sgd lr=0.0"}, values={"epochs": 6})
     summary = trainer.start(small_spec(tmp_path, extra), opts, QUIET)
     assert summary["stopped_early"] and summary["epochs"] == 2
     with pytest.raises(UserError, match="stopped early at epoch 2: val_acc had not improved for 1 epochs"):
@@ -157,14 +172,6 @@ def test_a_run_stopped_early_trains_on_with_more_patience(tmp_path):
 
 FIVE = (ARCHITECTURES / "fashion-tutorial.yaml").read_text().replace("classes: 10", "classes: 5").replace(
     "fc 10", "fc 5 name=head") + "  freeze: ['conv*', 'bn*']\n"
-
-
-def sample_npz(path, classes=10, count=2000):
-    """The first `count` training images of the shipped sample (of the first `classes` classes), as an .npz."""
-    ds = datasets.resolve(str(datasets.SAMPLE))
-    x, y, x_test, y_test = ds.x_train[:count], ds.y_train[:count], ds.x_test, ds.y_test
-    np.savez(path, x=x[y < classes], y=y[y < classes], x_test=x_test[y_test < classes], y_test=y_test[y_test < classes])
-    return str(path)
 
 
 def test_fine_tune_a_ten_class_net_into_a_five_class_head(tmp_path):
