@@ -7,7 +7,7 @@
 
 All parameters live in one flat vector (and their gradients in another), so an optimizer step is one
 pass over memory; `param()` and `grad()` are views into them. Parameters of frozen layers come
-first, so the trainable ones are one contiguous slice (`trainable_params`) for the optimizer.
+first, so the trainable ones are one contiguous slice (`flat_trainable`) for the optimizer.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class Model:
             self.param_names.append(f"{op.node.name}.{name}")
             offset += size
         n_frozen = sum(prod(shape) for op, _, shape in layout if op.node.name in self.frozen)
-        self.trainable_params = self.flat_params[n_frozen:]
-        self.trainable_grads = self.flat_grads[n_frozen:]
+        self.flat_trainable = self.flat_params[n_frozen:]
+        self.flat_trainable_grads = self.flat_grads[n_frozen:]
         for op in self.ops:
             for name, shape in op.buffer_shapes().items():
                 op.buffers[name] = np.zeros(shape, self.dtype)

@@ -58,7 +58,8 @@ class Options:
         for key, text in self.overrides.items():
             settings.set_text(key, text)
         for key, value in self.values.items():
-            settings.set(key, value, Where(f"--{key.replace('_', '-')} {value}"))
+            shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            settings.set(key, value, Where(f"--{key.replace('_', '-')} {shown}"))
         return settings
 
 
@@ -125,7 +126,7 @@ class Run:
         self.model = Model(spec, np.float32, seed=s.seed, frozen=spec.frozen_layers(s))
         self.weights = load_weights(self.model, weights) if weights is not None else None
         self.loss = losses.from_spec(s, spec.classes)
-        self.optimizer = optim.from_spec(s, self.model.trainable_params, self.model.trainable_grads)
+        self.optimizer = optim.from_spec(s, self.model.flat_trainable, self.model.flat_trainable_grads)
         self.step = TrainStep(self.model, self.loss, self.optimizer)
         ds = prepared.dataset
         self.batcher = Batcher(ds.x_train, prepared.mean, prepared.std, s.augment, s.seed)
@@ -422,7 +423,7 @@ def _check_resumable(stored: TrainSettings, settings: TrainSettings, meta: dict[
         raise UserError(f"cannot change {what} when resuming {out}",
                         f"a resumed run continues exactly as it started; only {can} (its patience and min_delta) may "
                         f"change. To train with other settings, start a new run from its weights: "
-                        f"cnn train SPEC --weights {out}", settings.where.get(refused[0]))
+                        f"cnn train SPEC --weights {out}")
     done = meta["epoch"] + (1 if meta["step"] else 0)
     if settings.epochs < done:
         raise UserError(f"{out} has already trained {done} epochs; it cannot be resumed to {settings.epochs}",

@@ -25,6 +25,17 @@ from .test_train import SMALL, small_spec, weights
 QUIET = TrainReport(quiet=True)
 
 
+class Messages(TrainReport):
+    """Keeps the messages a run prints."""
+
+    def __init__(self):
+        super().__init__(quiet=True)
+        self.lines = []
+
+    def message(self, text):
+        self.lines.append(text)
+
+
 def sample_npz(path, classes=10, count=2000):
     """The first `count` training images of the shipped sample (of the first `classes` classes), as an .npz."""
     ds = datasets.resolve(str(datasets.SAMPLE))
@@ -113,7 +124,10 @@ def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path
 def test_extending_a_cosine_run_follows_the_curve_of_the_new_total(tmp_path, data):
     extra = "  schedule: cosine\n"
     run_small(tmp_path, data, "two", extra=extra, epochs=1)
-    trainer.resume(tmp_path / "two", QUIET, trainer.Options(values={"epochs": 3}))
+    report = Messages()
+    trainer.resume(tmp_path / "two", report, trainer.Options(values={"epochs": 3}))
+    assert report.lines[1] == ("note: the cosine schedule now spans 3 epochs instead of 1: the learning rate goes "
+                               "from 0 to 0.00375 here and follows the 3-epoch curve from now on")
     history = weights(tmp_path / "two")[1]["history"]
     steps = 20  # 1,000 training samples in batches of 50
     planned_1 = Schedule({"name": "cosine", "warmup": 0, "min_lr": 0.0}, 0.005, 1, steps)
@@ -153,7 +167,7 @@ def test_resume_with_the_runs_own_spec_applies_its_epochs(tmp_path, two_epochs):
     assert json.loads(r.stdout)["epochs"] == 3 and "to 3 epochs" in r.stderr
     r = cnn("train", "--resume", str(run), "--lr", "0.1")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 2  # the error and its hint
-    assert r.stderr.startswith("error: --lr 0.1: cannot change lr none -> 0.1 (--lr 0.1) when resuming")
+    assert r.stderr.startswith("error: cannot change lr unset -> 0.1 (--lr 0.1) when resuming")
 
 
 def test_a_run_stopped_early_trains_on_with_more_patience(tmp_path, data):
@@ -239,7 +253,9 @@ def test_frozen_batch_norm_keeps_its_running_statistics():
     train_out = model.forward(x, train=True)
     np.testing.assert_array_equal(train_out, model.forward(x, train=False))  # evaluation mode while training
     assert np.all(model.param("bn1.running_mean") == 0.5)
-    assert model.trainable_params.size == model.flat_params.size - 6  # bn1's weight and bias come first, fixed
+    assert model.flat_trainable.size == model.flat_params.size - 6  # bn1's weight and bias come first, fixed
+    assert np.shares_memory(model.param("bn1.weight"), model.flat_params[:6])
+    assert not np.shares_memory(model.param("bn1.weight"), model.flat_trainable)
 
 
 # -- a checkpoint whose spec no longer parses

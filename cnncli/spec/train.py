@@ -197,7 +197,7 @@ class TrainSettings:
 def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
-    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 SETTINGS = {f.name: replace(f.metadata["setting"], name=f.name) for f in fields(TrainSettings) if "setting" in f.metadata}
