@@ -84,9 +84,6 @@ class Checkpoint:
         except KeyError:
             raise UserError(f"{self.path}: the checkpoint's metadata has no spec", None) from None
 
-    def arrays_under(self, prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix) + 1 :]: v for k, v in self.arrays.items() if k.startswith(prefix + "/")}
-
     def restore(self, model, optimizer=None) -> None:
         """Load weights and buffers (and optimizer state) into a model built from the same spec."""
         wanted = {**{f"param/{k}": v for k, v in model.params().items()},

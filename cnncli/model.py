@@ -162,17 +162,19 @@ class Model:
         """(N, C, H, W) -> the engine's (C, H, W, N), in the model's dtype."""
         return np.ascontiguousarray(np.asarray(x).transpose(1, 2, 3, 0), dtype=self.dtype)
 
-    def forward_internal(self, x: np.ndarray, train: bool) -> np.ndarray:
-        """x and the result in the engine's (C, H, W, N) layout."""
+    def forward_internal(self, x: np.ndarray, train: bool, tap=None) -> np.ndarray:
+        """x and the result in the engine's (C, H, W, N) layout. `tap(index, y)`, when given, sees
+        each node's output and returns what the next layers get (`cnn gradcheck` nudges values)."""
         outputs = self._outputs = []
         timer = self.timer
         for op in self.ops:
             xs = [x if i == INPUT else outputs[i] for i in op.node.inputs]
             mode = train and not (op.buffers and op.node.name in self.frozen)  # frozen BN: running statistics
             if timer is None:
-                outputs.append(op.forward(xs, mode, self.rng))
+                y = op.forward(xs, mode, self.rng)
             else:
-                outputs.append(timer(op, "forward", lambda: op.forward(xs, mode, self.rng)))
+                y = timer(op, "forward", lambda: op.forward(xs, mode, self.rng))
+            outputs.append(y if tap is None else tap(op.node.index, y))
         return outputs[self.spec.output_node]
 
     def backward(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
@@ -184,8 +186,10 @@ class Model:
         dx = self.backward_internal(internal, input_grad)
         return None if dx is None else np.ascontiguousarray(dx.transpose(3, 0, 1, 2))
 
-    def backward_internal(self, dy: np.ndarray, input_grad: bool = False, start: int | None = None) -> np.ndarray | None:
-        """Backward from node `start` (default: the output node), whose output gradient is dy."""
+    def backward_internal(self, dy: np.ndarray, input_grad: bool = False, start: int | None = None,
+                          seen: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
+        """Backward from node `start` (default: the output node), whose output gradient is dy.
+        `seen`, when given, receives a copy of the gradient arriving at each node's output."""
         grads: dict[int, np.ndarray] = {self.spec.output_node if start is None else start: dy}
         owned: set[int] = set()
         timer = self.timer
@@ -196,6 +200,8 @@ class Model:
                 for v in op.grads.values():
                     v[...] = 0
                 continue
+            if seen is not None:
+                seen[index] = g.copy()
             need = [i != INPUT or input_grad for i in op.node.inputs]
             if timer is None:
                 dxs = op.backward(g, need)

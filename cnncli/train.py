@@ -456,7 +456,7 @@ def load_weights(model, source: Path) -> dict[str, Any]:
     """Copy parameters and buffers from a run (its best checkpoint) or a checkpoint into the model,
     by name where the shapes match. Returns what was loaded, new (not in the checkpoint) and skipped."""
     ck = checkpoint.load(source)
-    stored = {**ck.arrays_under("param"), **ck.arrays_under("buffer")}
+    stored = {key.split("/", 1)[1]: value for key, value in ck.arrays.items() if key.startswith(("param/", "buffer/"))}
     loaded, new, skipped = [], [], []
     for name, target in {**model.params(), **model.buffers()}.items():
         value = stored.get(name)
