@@ -146,6 +146,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/NAME-TIMESTAMP)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue (or extend, with --epochs) the run in this directory."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads (default: CNNCLI_THREADS or all cores)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs to RUN/tensorboard/."),
+    log_every: int = typer.Option(10, "--log-every", min=1, help="With --tensorboard: the training loss every N steps."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress and no per-epoch lines."),
     json_out: bool = typer.Option(False, "--json", help="Print the final summary as JSON on stdout."),
 ) -> None:
@@ -162,7 +164,8 @@ def train(
     try:
         values = {key: value for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr), ("seed", seed),
                                                 ("freeze", freeze or None)) if value is not None}
-        options = trainer.Options(data, out, _settings(sets), threads, values, weights)
+        options = trainer.Options(data, out, _settings(sets), threads, log_every if tensorboard else None, values,
+                                  weights)
         if resume is not None:
             summary = trainer.resume(resume, report, options, spec)
         else:
@@ -208,11 +211,12 @@ def evaluate(
     from .report import evaluate as report
 
     try:
-        result = ev.evaluate(ev.load_trained(run), data, top_k)
+        trained = ev.load_trained(run)
+        result = ev.evaluate(trained, data, top_k)
         if png is not None:
             if "confusion" not in result:
                 raise UserError("--png draws a confusion matrix, which a regression model does not have", None)
-            ev.confusion_png(result, png)
+            ev.confusion_png(result, trained.model.spec.name, png)
     except UserError as exc:
         _fail(exc)
     if json_out:

@@ -23,6 +23,7 @@ import numpy as np
 from . import checkpoint
 from . import data as datasets
 from .errors import UserError, Where
+from .report import tensorboard_log
 from .schedules import Schedule
 from .spec import Spec
 from .spec.train import SETTINGS, TrainSettings
@@ -49,6 +50,7 @@ class Options:
     out: Path | None = None
     overrides: dict[str, str] = field(default_factory=dict)  # --set key=value, as written
     threads: int | None = None
+    tensorboard_every: int | None = None  # log to RUN/tensorboard, the step loss every N steps
     values: dict[str, Any] = field(default_factory=dict)  # typed options: {"epochs": 10, "lr": 0.01}
     weights: Path | None = None  # --weights: start from a run's or checkpoint's parameters
 
@@ -115,7 +117,7 @@ class Run:
     """One training run: model, optimizer, schedule, data, and the run directory's files."""
 
     def __init__(self, spec: Spec, prepared: Prepared, out: Path, report, resume: checkpoint.Checkpoint | None = None,
-                 weights: Path | None = None):
+                 log=None, weights: Path | None = None):
         from . import losses, optim
         from .data.augment import Batcher
         from .model import Model
@@ -123,6 +125,7 @@ class Run:
 
         s = self.settings = prepared.settings
         self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
+        self.log = log  # a TensorBoardLog, or None
         self.model = Model(spec, np.float32, seed=s.seed, frozen=spec.frozen_layers(s))
         self.weights = load_weights(self.model, weights) if weights is not None else None
         self.loss = losses.from_spec(s, spec.classes)
@@ -167,6 +170,8 @@ class Run:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.log is not None:
+                self.log.close()
 
     def _fit(self, caught: list[int]) -> dict[str, Any]:
         s = self.settings
@@ -191,6 +196,8 @@ class Run:
                         + (f"The last good checkpoint is kept: {kept}" if kept.exists()
                            else "No epoch had finished, so there is no checkpoint."))
                 self.global_step += 1
+                if self.log is not None:
+                    self.log.step(self.global_step, loss)
                 p = self.partial
                 p["loss"] += loss * len(index)
                 p["correct"] += correct
@@ -234,6 +241,8 @@ class Run:
             if val_acc is not None:
                 row["val_acc"] = val_acc
         self.history.append(row)
+        if self.log is not None:
+            self.log.epoch(row, self.model)
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.schedule.epoch_end(row.get(self.monitor), HIGHER_IS_BETTER[self.monitor])
         value = row.get(self.monitor)
@@ -346,6 +355,8 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     spec = specs.load(spec_path)
     settings = options.settings(spec.train)
     frozen = spec.frozen_layers(settings)  # a pattern from --set that matches nothing: refuse now
+    if options.tensorboard_every:
+        tensorboard_log.require()
     _set_threads(options.threads or settings.threads)
     prepared = prepare(spec, settings, options.data)
     out = run_dir(spec, options.out)
@@ -356,7 +367,7 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     checkpoint.write_text_atomic(out / "spec.yaml", spec.source)
     checkpoint.write_text_atomic(out / "run.json", json.dumps({
         "spec_file": str(spec_path), "data": options.data, "settings": settings.to_json(),
-        "weights": run.weights, "threads": _threads()}, indent=2) + "\n")
+        "weights": run.weights, "threads": _threads(), "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
     report.message(f"data: {prepared.dataset.source}")
     report.message(f"run directory: {out}")
     if run.weights:
@@ -364,7 +375,12 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
             report.message(line)
     if frozen:
         report.message(f"frozen: {', '.join(frozen)} ({spec.frozen_params(frozen):,} parameters fixed)")
+    run.log = _tensorboard(out, spec, options.tensorboard_every)
     return run.fit()
+
+
+def _tensorboard(out: Path, spec: Spec, every: int | None):
+    return tensorboard_log.TensorBoardLog(out / "tensorboard", spec.source, every) if every else None
 
 
 def resume(run: Path, report, options: Options | None = None, spec_path: Path | None = None) -> dict[str, Any]:
@@ -392,7 +408,8 @@ def resume(run: Path, report, options: Options | None = None, spec_path: Path | 
         _check_same_data(prepared, ck, options.data, out)
     report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}"
                    + (f", to {settings.epochs} epochs" if settings.epochs != stored.epochs else ""))
-    return Run(spec, prepared, out, report, resume=ck).fit()
+    log = _tensorboard(out, spec, run_info.get("tensorboard_every"))  # a logged run goes on logging
+    return Run(spec, prepared, out, report, resume=ck, log=log).fit()
 
 
 def _spec_changes(spec_path: Path, spec: Spec, stored: TrainSettings, out: Path) -> TrainSettings:
