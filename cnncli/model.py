@@ -6,7 +6,8 @@
     model.param("conv1.weight")                    # a numpy view, PyTorch's layout
 
 All parameters live in one flat vector (and their gradients in another), so an optimizer step is one
-pass over memory; `param()` and `grad()` are views into them.
+pass over memory; `param()` and `grad()` are views into them. Parameters of frozen layers come
+first, so the trainable ones are one contiguous slice (`flat_trainable`) for the optimizer.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from .spec.graph import INPUT
 
 
 class Model:
-    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0, fuse: bool = True):
+    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0, fuse: bool = True, frozen=()):
+        """frozen: names of layers whose parameters stay fixed and whose batch norm keeps its
+        running statistics (runs in evaluation mode) while training."""
         self.spec = spec
+        self.frozen = frozenset(frozen)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
@@ -36,6 +40,7 @@ class Model:
         if fuse:
             self._fuse()
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
+        layout.sort(key=lambda item: item[0].node.name not in self.frozen)  # stable: frozen first
         total = sum(prod(shape) for _, _, shape in layout)
         self.flat_params = np.zeros(total, self.dtype)
         self.flat_grads = np.zeros(total, self.dtype)
@@ -47,6 +52,9 @@ class Model:
             op.grads[name] = self.flat_grads[offset : offset + size].reshape(shape)
             self.param_names.append(f"{op.node.name}.{name}")
             offset += size
+        n_frozen = sum(prod(shape) for op, _, shape in layout if op.node.name in self.frozen)
+        self.flat_trainable = self.flat_params[n_frozen:]
+        self.flat_trainable_grads = self.flat_grads[n_frozen:]
         for op in self.ops:
             for name, shape in op.buffer_shapes().items():
                 op.buffers[name] = np.zeros(shape, self.dtype)
@@ -161,10 +169,11 @@ class Model:
         timer = self.timer
         for op in self.ops:
             xs = [x if i == INPUT else outputs[i] for i in op.node.inputs]
+            mode = train and not (op.buffers and op.node.name in self.frozen)  # frozen BN: running statistics
             if timer is None:
-                y = op.forward(xs, train, self.rng)
+                y = op.forward(xs, mode, self.rng)
             else:
-                y = timer(op, "forward", lambda: op.forward(xs, train, self.rng))
+                y = timer(op, "forward", lambda: op.forward(xs, mode, self.rng))
             outputs.append(y if tap is None else tap(op.node.index, y))
         return outputs[self.spec.output_node]
 
