@@ -366,7 +366,7 @@ def export(
     console(stderr=True).print(done, markup=False)
 
 
-@app.command(name="import", epilog="Example: cnn import model.onnx model.yaml")
+@app.command(name="import", epilog="Example: cnn import lenet-5.onnx lenet-5.yaml")
 def import_(
     model: Path = typer.Argument(..., help="An ONNX file of a CNN.", show_default=False),
     out: Path = typer.Argument(..., help="The spec to write (.yaml); the checkpoint goes beside it (.npz).",

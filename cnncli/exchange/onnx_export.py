@@ -42,6 +42,7 @@ class GraphBuilder:
         self.nodes: list = []
         self.initializers: list = []
         self.tensor: dict[int, str] = {}
+        self.fixed_bn: list[str] = []  # bn affine=false layers, so that cnn import restores them
 
     # -- building blocks
 
@@ -99,7 +100,8 @@ class GraphBuilder:
         c = node.shape[0]
         if node.params["affine"]:
             scale, shift = self.weight(node, "weight"), self.weight(node, "bias")
-        else:  # no learned scale and shift: ONNX still needs them, as constants
+        else:  # no learned scale and shift: ONNX still needs them, as constants (named in the metadata)
+            self.fixed_bn.append(node.name)
             scale, shift = self.const(f"{node.name}.ones", np.ones(c)), self.const(f"{node.name}.zeros", np.zeros(c))
         inputs = [xs[0], scale, shift, self.weight(node, "running_mean"), self.weight(node, "running_var")]
         return self.op("BatchNormalization", inputs, out, epsilon=float(node.params["eps"]),
@@ -236,6 +238,8 @@ def build(source: Source):
     proto.ir_version = min(proto.ir_version, 10)  # readable by onnxruntime releases of the last years
     task = "classification" if classifier else "regression" if spec.output else "none"
     props = {"cnncli.name": spec.name, "cnncli.origin": source.origin, "cnncli.task": task}
+    if g.fixed_bn:
+        props["cnncli.fixed_bn"] = json.dumps(g.fixed_bn)
     if source.class_names:
         props["cnncli.class_names"] = json.dumps(source.class_names)
     helper.set_model_props(proto, props)

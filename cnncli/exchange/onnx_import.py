@@ -27,7 +27,7 @@ MAX_BYTES = 2**31  # protobuf's own limit for one message
 MAX_NODES = 100_000
 FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}
 INT_TYPES = {6: np.int32, 7: np.int64}
-POSITIONAL = {("fc", "units"), ("dropout", "rate"), ("pool", "f"), ("avgpool", "f"), ("l2pool", "f"),
+POSITIONAL = {("fc", "units"), ("dropout", "rate"), ("pool", "f"), ("avgpool", "f"), ("l2pool", "f"), ("lrelu", "slope"),
               ("lrn", "size")}  # values written without their names, as people do
 
 
@@ -82,6 +82,12 @@ class Converter:
         self.layers: list[Layer] = []
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
+        props = {p.key: p.value for p in proto.metadata_props}
+        try:
+            fixed = json.loads(props.get("cnncli.fixed_bn", "[]"))
+        except json.JSONDecodeError:
+            fixed = []
+        self.fixed_bn = set(fixed) if isinstance(fixed, list) and all(isinstance(n, str) for n in fixed) else set()
         opsets = {o.domain: o.version for o in proto.opset_import}
         self.opset = opsets.get("", opsets.get("ai.onnx", 1))
 
@@ -498,6 +504,9 @@ class Converter:
         if momentum != 0.1 and 0 <= momentum <= 1:
             args["momentum"] = _fmt(momentum)
         weights = dict(zip(("weight", "bias", "running_mean", "running_var"), (v.reshape(c) for v in arrays)))
+        if node.name in self.fixed_bn and np.all(arrays[0] == 1) and np.all(arrays[1] == 0):
+            args["affine"] = "false"  # written by cnn export from a bn without learned scale and shift
+            del weights["weight"], weights["bias"]
         self.add(node, "bn", args, [x], weights)
 
     def op_LRN(self, node):
@@ -666,10 +675,7 @@ class Converter:
         self.values[node.output[0]] = x
 
     def _merge(self, node, kind: str):
-        xs = [self.tensor(node, i) for i in range(len(node.input))]
-        if len({id(x) for x in xs}) != len(xs):
-            raise self.fail(node, "takes the same tensor twice; cnncli's branches are distinct chains")
-        self.add(node, kind, {}, xs)
+        self.add(node, kind, {}, [self.tensor(node, i) for i in range(len(node.input))])
 
     def op_Concat(self, node):
         xs = [self.tensor(node, i) for i in range(len(node.input))]
