@@ -38,7 +38,9 @@ TOLERANCE = 1e-4
 
 def session(proto_or_path):
     data = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") else str(proto_or_path)
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # each operator as written
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def logits(model: Model, x: np.ndarray) -> np.ndarray:
@@ -173,8 +175,6 @@ def test_shipped_architecture_exports_runs_and_imports_back(name, tmp_path):
     shape = smallest_input(path)
     source = load_source(path, seed=2, input_shape=shape)
     model = source.model
-    ref = Model.from_spec(specs.load(path, input_shape=shape), seed=2)
-    assert all(np.array_equal(v, ref.param(k)) for k, v in model.params().items())  # --seed as Model.from_spec
     proto = build(source)
     c, h, w = model.spec.input
     x = np.random.default_rng(0).random((2, c, h, w), dtype=np.float32)
@@ -453,6 +453,10 @@ def test_hostile_files_end_in_one_error(tmp_path, case):
         data = b""
     r = cnn("import", str(_write(tmp_path, data)), str(tmp_path / "o.yaml"))
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+    assert {"truncated": "not a readable ONNX model", "garbage": "not a readable ONNX model",
+            "huge tensor": "claims 9,895,604,649,984 values but holds 4", "cycle": "node 'a' (Relu): is part of a cycle",
+            "external data": "stored in an external file", "dynamic input": "is [?, 1, ?, 4]",
+            "empty": "holds no graph"}[case] in r.stderr
     assert not (tmp_path / "o.yaml").exists() and not (tmp_path / "o.npz").exists()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import UserError
 
-EXTRAS = {"onnx": "onnx", "onnxruntime": "onnx", "safetensors": "safetensors"}
+EXTRAS = {"onnx": "onnx", "safetensors": "safetensors"}
 
 
 def need(module: str, what: str):

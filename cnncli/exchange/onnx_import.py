@@ -627,12 +627,13 @@ class Converter:
         x = self.tensor(node)
         if a.get("transA", 0):
             raise self.fail(node, "transposes its input (transA=1)")
-        weight = np.asarray(self.const(node, 1, "weight"), np.float64)
+        weight = self.const(node, 1, "weight")
         bias = self.const(node, 2, "bias", required=False)
         weight = weight if a.get("transB", 0) else weight.T
-        weight = weight * float(a.get("alpha", 1.0))
+        if a.get("alpha", 1.0) != 1.0:
+            weight = weight * np.float32(a["alpha"])
         if bias is not None:
-            bias = np.asarray(bias, np.float64).reshape(-1) * float(a.get("beta", 1.0))
+            bias = bias.reshape(-1) * np.float32(a.get("beta", 1.0))
             if bias.size == 1 and weight.shape[0] > 1:
                 bias = np.full(weight.shape[0], bias[0])
         self._need_flat(node, x)
@@ -647,7 +648,7 @@ class Converter:
         x = self.tensor(node)
         weight = self.const(node, 1, "weight")
         self._need_flat(node, x)
-        self._fc(node, x, np.asarray(weight, np.float64).T, None)
+        self._fc(node, x, weight.T, None)
 
     def op_Add(self, node):
         a, b = node.input[0], node.input[1]
@@ -670,7 +671,7 @@ class Converter:
         units = x.shape[0]
         if value.size != units:
             raise self.fail(node, f"adds {value.size} values to {units} outputs")
-        layer.weights["bias"] = np.asarray(value, np.float64).reshape(units)
+        layer.weights["bias"] = value.reshape(units)
         layer.args.pop("bias", None)
         self.values[node.output[0]] = x
 
