@@ -37,7 +37,8 @@ TOLERANCE = 1e-4
 
 
 def session(proto_or_path):
-    data = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") else str(proto_or_path)
+    data = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") else proto_or_path
+    data = str(data) if isinstance(data, Path) else data
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # each operator as written
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
@@ -175,16 +176,16 @@ def test_shipped_architecture_exports_runs_and_imports_back(name, tmp_path):
     shape = smallest_input(path)
     source = load_source(path, seed=2, input_shape=shape)
     model = source.model
-    proto = build(source)
+    data = build(source).SerializeToString()
     c, h, w = model.spec.input
     x = np.random.default_rng(0).random((2, c, h, w), dtype=np.float32)
     want = logits(model, x)
     assert np.abs(want).max() > 0
-    (got,) = session(proto).run(["logits"], {"input": x})
+    (got,) = session(data).run(["logits"], {"input": x})
     assert relative(got, want) < TOLERANCE
 
     onnx_file = tmp_path / f"{name}.onnx"
-    onnx_file.write_bytes(proto.SerializeToString())
+    onnx_file.write_bytes(data)
     import_onnx(onnx_file, tmp_path / f"{name}.yaml")
     back = specs.load(tmp_path / f"{name}.yaml").summary()
     original = model.spec.summary()

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..layers.conv import window_output
 from ..spec.graph import INPUT, Node
 from . import Source, need, write_bytes
 
@@ -24,13 +23,10 @@ PRODUCER = "cnncli"
 
 
 def window(node: Node) -> tuple[list[int], list[int], list[int], list[int]]:
-    """kernel, strides, ONNX pads [top, left, bottom, right] and dilations of a conv or pooling node."""
-    p = node.params
-    dilation = p.get("d") or (1, 1)
-    stride = p["s"] or p["f"]
-    _, ((top, bottom), (left, right)), _ = window_output(node.kind.name, node.in_shapes[0], p["f"], stride, p["p"],
-                                                         dilation, bool(p.get("ceil")))
-    return list(p["f"]), list(stride), [top, left, bottom, right], list(dilation)
+    """kernel, strides, ONNX pads [top, left, bottom, right] and dilations of a conv or pooling node,
+    from the geometry shape inference resolved on the node."""
+    w = node.info.window
+    return list(w.kernel), list(w.stride), [w.pad_h[0], w.pad_w[0], w.pad_h[1], w.pad_w[1]], list(w.dilation)
 
 
 class GraphBuilder:
@@ -71,7 +67,7 @@ class GraphBuilder:
 
     def layer_conv(self, node, xs, out):
         kernel, strides, pads, dilations = window(node)
-        groups = node.in_shapes[0][0] if node.params["g"] == "dw" else node.params["g"]
+        groups = node.info.groups
         inputs = [xs[0], self.weight(node, "weight")] + ([self.weight(node, "bias")] if node.params["bias"] else [])
         return self.op("Conv", inputs, out, kernel_shape=kernel, strides=strides, pads=pads, dilations=dilations,
                        group=groups)
