@@ -21,14 +21,13 @@ safetensors_numpy = pytest.importorskip("safetensors.numpy")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from cnncli import spec as specs  # noqa: E402
-from cnncli import train as trainer  # noqa: E402
 from cnncli.errors import UserError  # noqa: E402
 from cnncli.evaluate import load_trained  # noqa: E402
-from cnncli.exchange import Source, export, load_source  # noqa: E402
+from cnncli.exchange import export  # noqa: E402
+from cnncli.exchange.common import Source, load_source  # noqa: E402
 from cnncli.exchange.onnx_export import build  # noqa: E402
 from cnncli.exchange.onnx_import import import_onnx  # noqa: E402
 from cnncli.model import Model  # noqa: E402
-from cnncli.report.progress import TrainReport  # noqa: E402
 
 from .helpers import ARCHITECTURES, ROOT  # noqa: E402
 from .test_cli_shapes import cnn  # noqa: E402
@@ -196,16 +195,7 @@ def test_shipped_architecture_exports_runs_and_imports_back(name, tmp_path):
 
 # ----------------------------------------------------------------------------- a trained run, through the CLI
 
-TINY = ("name: tiny\ninput: 1x28x28\nclasses: 10\nnet: conv k=8 f=5 p=2 -> bn -> relu -> pool 2 -> fc 10\n"
-        "train:\n  data: fashion-mnist-sample\n  epochs: 1\n  batch: 64\n  val: 300\n")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("trained")
-    (tmp / "tiny.yaml").write_text(TINY)
-    trainer.start(tmp / "tiny.yaml", trainer.Options(None, tmp / "run", {}), TrainReport(quiet=True))
-    return tmp / "run"
+from .test_evaluate import run  # noqa: E402,F401  (the module's briefly trained run, a fixture)
 
 
 def test_trained_run_probabilities_equal_cnn_predict(run, tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..spec.graph import INPUT, Node
-from . import Source, need, write_bytes
+from .common import Source, need, write_bytes
 
 OPSET = 18  # LpPool's ceil_mode needs 18; onnxruntime runs every operator used here at 18
 PRODUCER = "cnncli"

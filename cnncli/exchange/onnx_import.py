@@ -12,7 +12,7 @@ tensor that dominates them. What has no equal in the spec language is refused, n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from ..layers.window import same_padding
-from . import need, printable
+from .common import need, printable
 
 MAX_BYTES = 2**31  # protobuf's own limit for one message
 MAX_NODES = 100_000
 FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}
 INT_TYPES = {6: np.int32, 7: np.int64}
+PLAIN = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "GlobalAveragePool": "gap",
+         "GlobalMaxPool": "gmp"}  # operators that are one parameter-free layer
 POSITIONAL = {("fc", "units"), ("dropout", "rate"), ("pool", "f"), ("avgpool", "f"), ("l2pool", "f"), ("lrelu", "slope"),
               ("lrn", "size")}  # values written without their names, as people do
 
@@ -142,7 +144,7 @@ class Converter:
         order = self._order()
         self.readers = self._readers(order)
         for node in order:
-            handler = getattr(self, "op_" + node.op_type, None)
+            handler = self.handler(node.op_type)
             if node.domain not in ("", "ai.onnx") or handler is None:
                 raise self.fail(node, f"operator {printable(node.op_type)} has no counterpart in cnncli's spec language",
                                 "supported: Conv, BatchNormalization, Relu, LeakyRelu, Elu, Sigmoid, Tanh, Clip, "
@@ -153,6 +155,13 @@ class Converter:
         if out is None or out.pads is not None:
             raise UserError(f"{self.file}: the output '{printable(self.output_name)}' is not computed by a layer", None)
         return out
+
+    def handler(self, op_type: str):
+        if op_type in PLAIN:
+            return lambda node: self._activation(node, PLAIN[op_type])
+        if op_type in ("Sub", "Div", "Mul"):
+            return lambda node: self._normalise(node, op_type)
+        return getattr(self, "op_" + op_type, None)
 
     def _input_shape(self, value) -> tuple[int, int, int]:
         dims = value.type.tensor_type.shape.dim
@@ -256,22 +265,21 @@ class Converter:
             raise self.fail(node, f"its {what} must be a constant (an initializer), but is computed")
         return self.consts[name]
 
-    def add(self, node, kind: str, args: dict[str, str], inputs: list[Tensor], weights=None,
-            shape: tuple[int, ...] | None = None) -> Tensor:
-        from ..layers import lookup
+    def add(self, node, kind: str, args: dict[str, str], inputs: list[Tensor], weights=None) -> Tensor:
+        """A spec layer for `node`; its output shape by the layer's own shape rules."""
         from ..errors import LayerError
+        from ..layers import lookup
 
         layer = Layer(kind, args, inputs, weights or {}, node.name or node.op_type)
-        if shape is None:
-            spec_kind = lookup(kind)
-            params = {}
-            for p in spec_kind.all_params():
-                raw = args.get(p.name, p.default)
-                params[p.name] = None if raw is None or p.name == "name" else p.parse(raw)
-            try:
-                shape = spec_kind().infer(params, [t.shape for t in inputs]).shape
-            except LayerError as exc:
-                raise self.fail(node, exc.message, exc.hint) from None
+        spec_kind = lookup(kind)
+        params = {}
+        for p in spec_kind.all_params():
+            raw = args.get(p.name, p.default)
+            params[p.name] = None if raw is None or p.name == "name" else p.parse(raw)
+        try:
+            shape = spec_kind().infer(params, [t.shape for t in inputs]).shape
+        except LayerError as exc:
+            raise self.fail(node, exc.message, exc.hint) from None
         layer.output = Tensor(tuple(shape), layer)
         self.layers.append(layer)
         self.values[node.output[0]] = layer.output
@@ -280,28 +288,19 @@ class Converter:
     # -- operators
 
     def op_Identity(self, node):
-        self.values[node.output[0]] = self.values.get(node.input[0]) or self._const_through(node)
-
-    def _const_through(self, node):
-        if node.input[0] in self.consts:
-            self.consts[node.output[0]] = self.consts[node.input[0]]
-            return None
-        raise self.fail(node, "reads a tensor nothing computes")
+        name = node.input[0]
+        if name in self.values:
+            self.values[node.output[0]] = self.values[name]
+        elif name in self.consts:
+            self.consts[node.output[0]] = self.consts[name]
+        else:
+            raise self.fail(node, "reads a tensor nothing computes")
 
     def op_Constant(self, node):
         a = {attr.name: attr for attr in node.attribute}
         if "value" not in a:
             raise self.fail(node, "only Constant nodes with a tensor value are read")
         self.consts[node.output[0]] = self.array(a["value"].t, node.output[0])
-
-    def op_Sub(self, node):
-        self._normalise(node, "Sub")
-
-    def op_Div(self, node):
-        self._normalise(node, "Div")
-
-    def op_Mul(self, node):
-        self._normalise(node, "Mul")
 
     def _normalise(self, node, op: str):
         """(input - mean) / std (or * 1/std) on the network input is the checkpoint's normalisation."""
@@ -386,6 +385,9 @@ class Converter:
             raise self.fail(node, f"has a {len(kernel)}-D window; cnncli's layers are 2-D")
         strides = list(a.get("strides", [1, 1]))
         dil = list(a.get("dilations", [1, 1]))
+        if len(strides) != 2 or len(dil) != 2 or min(strides + dil + list(kernel)) < 1:
+            raise self.fail(node, f"has a window of kernel {list(kernel)}, strides {strides}, dilations {dil}; "
+                            "each must be two numbers of at least 1")
         if not allow_dilation and dil != [1, 1]:
             raise self.fail(node, f"pools with dilation {dil}; cnncli's pooling has none")
         auto = a.get("auto_pad", b"NOTSET")
@@ -480,12 +482,6 @@ class Converter:
             raise self.fail(node, f"is an L{self.attrs(node).get('p')} pool; cnncli has L2 pooling (p=2)")
         self._pool(node, "l2pool")
 
-    def op_GlobalAveragePool(self, node):
-        self.add(node, "gap", {}, [self.tensor(node)])
-
-    def op_GlobalMaxPool(self, node):
-        self.add(node, "gmp", {}, [self.tensor(node)])
-
     def op_BatchNormalization(self, node):
         x = self.tensor(node)
         a = self.attrs(node)
@@ -524,15 +520,6 @@ class Converter:
 
     def _activation(self, node, kind, args=None):
         self.add(node, kind, args or {}, [self.tensor(node)])
-
-    def op_Relu(self, node):
-        self._activation(node, "relu")
-
-    def op_Sigmoid(self, node):
-        self._activation(node, "sigmoid")
-
-    def op_Tanh(self, node):
-        self._activation(node, "tanh")
 
     def op_LeakyRelu(self, node):
         self._activation(node, "lrelu", {"slope": _fmt(self.attrs(node).get("alpha", 0.01))})
@@ -832,7 +819,10 @@ def import_onnx(path: Path, out: Path) -> str:
     layers = [layer for layer in conv.layers if id(layer) in used]
     defaults = _bias_default(layers)
     writer = Writer(layers, start, path)
-    lines = writer.lines(end)
+    try:
+        lines = writer.lines(end)
+    except RecursionError:
+        raise UserError(f"{path}: branches are nested too deeply to write as a spec", None) from None
     c, h, w = conv.values[conv.input_name].shape
     props = {p.key: p.value for p in proto.metadata_props}
     outputs = int(np.prod(end.shape))

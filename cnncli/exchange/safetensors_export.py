@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import need, write_bytes
+from .common import need, write_bytes
 
 
 def tensors(model) -> dict[str, np.ndarray]:
