@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..spec.graph import INPUT, Node
 from .common import Source, need, write_bytes
 
-OPSET = 18  # LpPool's ceil_mode needs 18; onnxruntime runs every operator used here at 18
+OPSET = 20  # LpPool's ceil_mode needs 18, Gelu 20; onnxruntime runs every operator used here at 20
 PRODUCER = "cnncli"
 
 
@@ -141,6 +141,18 @@ class GraphBuilder:
     def layer_tanh(self, node, xs, out):
         return self.op("Tanh", xs, out)
 
+    def layer_silu(self, node, xs, out):
+        return self.op("Mul", [xs[0], self.op("Sigmoid", xs, f"{out}/sigmoid")], out)
+
+    def layer_hardsigmoid(self, node, xs, out):
+        return self.op("HardSigmoid", xs, out, alpha=1 / 6, beta=0.5)
+
+    def layer_hardswish(self, node, xs, out):
+        return self.op("HardSwish", xs, out)
+
+    def layer_gelu(self, node, xs, out):
+        return self.op("Gelu", xs, out, approximate="none")
+
     def layer_softmax(self, node, xs, out):
         return self.op("Softmax", xs, out, axis=1)
 
@@ -160,6 +172,13 @@ class GraphBuilder:
 
     def layer_add(self, node, xs, out):
         return self.op("Add" if len(xs) == 2 else "Sum", xs, out)
+
+    def layer_mul(self, node, xs, out):
+        """Broadcasting does the per-channel scale: [N, C, 1, 1] times [N, C, H, W]."""
+        y = xs[0]
+        for i, x in enumerate(xs[1:], 1):
+            y = self.op("Mul", [y, x], out if i == len(xs) - 1 else f"{out}/{i}")
+        return y
 
     def layer_cat(self, node, xs, out):
         return self.op("Concat", xs, out, axis=1)

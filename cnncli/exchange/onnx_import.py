@@ -27,7 +27,7 @@ MAX_BYTES = 2**31  # protobuf's own limit for one message
 MAX_NODES = 100_000
 FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}
 INT_TYPES = {6: np.int32, 7: np.int64}
-PLAIN = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "GlobalAveragePool": "gap",
+PLAIN = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "GlobalAveragePool": "gap",
          "GlobalMaxPool": "gmp"}  # operators that are one parameter-free layer
 POSITIONAL = {("fc", "units"), ("dropout", "rate"), ("pool", "f"), ("avgpool", "f"), ("l2pool", "f"), ("lrelu", "slope"),
               ("lrn", "size")}  # values written without their names, as people do
@@ -148,6 +148,7 @@ class Converter:
             if node.domain not in ("", "ai.onnx") or handler is None:
                 raise self.fail(node, f"operator {printable(node.op_type)} has no counterpart in cnncli's spec language",
                                 "supported: Conv, BatchNormalization, Relu, LeakyRelu, Elu, Sigmoid, Tanh, Clip, "
+                                "HardSigmoid, HardSwish, Gelu, Mul, "
                                 "MaxPool, AveragePool, LpPool, GlobalAveragePool, GlobalMaxPool, LRN, Add, Sum, "
                                 "Concat, Flatten, Reshape, Gemm, MatMul, Dropout, Softmax, Pad, Identity")
             handler(node)
@@ -159,7 +160,7 @@ class Converter:
     def handler(self, op_type: str):
         if op_type in PLAIN:
             return lambda node: self._activation(node, PLAIN[op_type])
-        if op_type in ("Sub", "Div", "Mul"):
+        if op_type in ("Sub", "Div"):
             return lambda node: self._normalise(node, op_type)
         return getattr(self, "op_" + op_type, None)
 
@@ -642,6 +643,33 @@ class Converter:
         if a in self.consts or b in self.consts:
             return self._bias_add(node, b if a in self.consts else a, self.consts[a if a in self.consts else b])
         self._merge(node, "add")
+
+    def op_Mul(self, node):
+        """x * sigmoid(x) is silu; a product of feature maps is `mul` (squeeze-and-excitation); a
+        constant factor on the input is part of its normalisation."""
+        if any(name in self.consts for name in node.input):
+            return self._normalise(node, "Mul")
+        a, b = (self.tensor(node, i) for i in range(2))
+        for x, gate in ((a, b), (b, a)):
+            layer = gate.layer
+            if layer is not None and layer.kind == "sigmoid" and layer.inputs[0] is x and \
+                    self.readers.get(self._name_of(gate), 0) == 1:
+                self.layers.remove(layer)
+                return self.add(node, "silu", {}, [x])
+        self._merge(node, "mul")
+
+    def op_HardSigmoid(self, node):
+        a = self.attrs(node)
+        if abs(a.get("alpha", 0.2) - 1 / 6) > 1e-6 or abs(a.get("beta", 0.5) - 0.5) > 1e-6:
+            raise self.fail(node, f"is max(0, min(1, {a.get('alpha', 0.2):g} x + {a.get('beta', 0.5):g})); "
+                            "cnncli's hardsigmoid is relu6(x + 3) / 6 (alpha 1/6, beta 0.5)", None)
+        self._activation(node, "hardsigmoid")
+
+    def op_Gelu(self, node):
+        approximate = self.attrs(node).get("approximate", b"none")
+        if (approximate.decode() if isinstance(approximate, bytes) else approximate) != "none":
+            raise self.fail(node, "is the tanh approximation of GELU; cnncli's gelu is the exact one", None)
+        self._activation(node, "gelu")
 
     def op_Sum(self, node):
         if len(node.input) == 1:
