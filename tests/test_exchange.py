@@ -478,6 +478,20 @@ def test_export_mistakes_are_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == [blocker]
 
 
+def test_import_mistakes_are_one_line(tmp_path):
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(build(load_source(ARCHITECTURES / "lenet-5.yaml")).SerializeToString())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for args, words in (([str(onnx_file), str(tmp_path / "m.txt")], "must end in .yaml"),
+                        ([str(onnx_file), str(blocker / "m.yaml")], "cannot write"),
+                        ([str(tmp_path / "none.onnx"), str(tmp_path / "m.yaml")], "no such file"),
+                        ([str(tmp_path), str(tmp_path / "m.yaml")], "is a directory")):
+        r = cnn("import", *args)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "m.onnx"]
+
+
 def test_export_input_override_and_seed(tmp_path):
     out = tmp_path / "r.onnx"
     r = cnn("export", str(ARCHITECTURES / "resnet-20-cifar.yaml"), str(out), "--input", "3x16x16", "--seed", "5")
