@@ -354,6 +354,48 @@ def gradcheck(
         raise typer.Exit(1)
 
 
+@app.command(epilog="Example: cnn export architectures/lenet-5.yaml lenet-5.onnx\n\n"
+             "Weights alone: cnn export runs/fashion-tutorial-20261122-101500 weights.safetensors")
+def export(
+    source: Path = typer.Argument(..., help="A run directory (its best checkpoint), a .npz checkpoint, or a spec (.yaml).",
+                                  show_default=False),
+    out: Path = typer.Argument(..., help="OUT.onnx (the network) or OUT.safetensors (the weights alone).",
+                               show_default=False),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of a spec's initial weights (as Model.from_spec)."),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the input size, e.g. 3x64x64."),
+) -> None:
+    """Export a network to ONNX (input 'input', outputs 'logits' and 'probabilities'), or its weights to safetensors.
+
+    The ONNX graph takes pixels scaled to [0, 1], as cnn predict reads images, and normalises them
+    itself with the statistics stored in the checkpoint.
+    """
+    from . import exchange
+    from .report import console
+
+    try:
+        done = exchange.export(source, out, seed, input_shape)
+    except UserError as exc:
+        _fail(exc)
+    console(stderr=True).print(done, markup=False)
+
+
+@app.command(name="import", epilog="Example: cnn import lenet-5.onnx lenet-5.yaml")
+def import_(
+    model: Path = typer.Argument(..., help="An ONNX file of a CNN.", show_default=False),
+    out: Path = typer.Argument(..., help="The spec to write (.yaml); the checkpoint goes beside it (.npz).",
+                               show_default=False),
+) -> None:
+    """Turn an ONNX CNN into a spec and a checkpoint beside it, for cnn shapes, eval, predict and inspect."""
+    from .exchange.onnx_import import import_onnx
+    from .report import console
+
+    try:
+        done = import_onnx(model, out)
+    except UserError as exc:
+        _fail(exc)
+    console(stderr=True).print(done, markup=False)
+
+
 def _threads(threads: int | None) -> None:
     if threads is not None:
         from .ops.threads import set_threads
