@@ -1,5 +1,6 @@
-"""Convolution. For g=1: im2col + BLAS GEMM on chunks of output positions small enough to stay in
-cache, the chunks shared among worker threads. For groups and depthwise: direct Numba kernels."""
+"""Convolution. 3x3 stride 1: Winograd F(2x2, 3x3) (winograd.py). Other shapes with g=1: im2col +
+BLAS GEMM on chunks of output positions small enough to stay in cache, the chunks shared among
+worker threads. For groups and depthwise: direct Numba kernels."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .threads import parallel, run_parallel, split_work
+from .winograd import Winograd, applies
 
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
@@ -184,6 +186,7 @@ class ConvOp(Op):
         self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
         self.pointwise = (self.fh, self.fw, self.p["s"], self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
+        self.winograd = Winograd(self) if applies(self.p["f"], self.p["s"], self.p["d"], self.groups) else None
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}
@@ -205,6 +208,9 @@ class ConvOp(Op):
         if self.groups > 1:
             b = bias if bias is not None else np.zeros(self.filters, self.dtype)
             parallel(grouped_forward, self.filters, x, w, b, bias is not None, self.groups, *self.geometry, out)
+            return out
+        if self.winograd is not None:
+            self.winograd.forward(x, w, bias, out)
             return out
         w2 = w.reshape(self.filters, -1)
         out2 = out.reshape(self.filters, -1)
@@ -229,6 +235,15 @@ class ConvOp(Op):
                 return [None]
             dx = self.scratch("dx", x.shape)
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
+            return [dx]
+        if self.winograd is not None:
+            self.winograd.weight_gradient(dy, gw)
+            if "bias" in self.grads:
+                np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
+            if not need[0]:
+                return [None]
+            dx = self.scratch("dx", x.shape)
+            self.winograd.input_gradient(dy, w, dx)
             return [dx]
         dy2 = dy.reshape(self.filters, -1)
         w2 = w.reshape(self.filters, -1)
