@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .ops import OPS, Op
-from .ops.base import Fused
+from .layers.activation import ReLU, ReLU6, Softmax
+from .ops.base import Fused, Op
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp, BatchNormOp
 from .ops.pool import MaxPoolOp
+from .ops.registry import op_for
 from .spec import Spec, load, loads
 from .spec.graph import INPUT
 
@@ -31,7 +32,7 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
-        self.ops: list[Op] = [OPS[node.kind.name](node, self.dtype) for node in spec.nodes]
+        self.ops: list[Op] = [op_for(node.kind)(node, self.dtype) for node in spec.nodes]
         if fuse:
             self._fuse()
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
@@ -77,7 +78,7 @@ class Model:
             if type(op) is not BatchNormOp:
                 continue
             act_op = sole_reader(op)
-            act = {"relu": RELU, "relu6": RELU6}.get(act_op.node.kind.name) if act_op else None
+            act = {ReLU: RELU, ReLU6: RELU6}.get(act_op.node.kind) if act_op else None
             if act is None:
                 continue
             pool_op = sole_reader(act_op)
@@ -212,7 +213,7 @@ class Model:
         """The node whose output a classification loss takes: a final softmax is folded into the
         loss (fused log-sum-exp), as Keras does with from_logits."""
         last = self.spec.nodes[self.spec.output_node] if self.spec.output_node != INPUT else None
-        if last is not None and last.kind.name == "softmax":
+        if last is not None and last.kind is Softmax:
             return last.inputs[0]
         return self.spec.output_node
 
