@@ -68,7 +68,7 @@ def ours(spec, batch):
     y = rng.integers(0, spec.classes, batch)
     step = TrainStep(model, losses.Loss("cross_entropy"),
                      optim.Optimizer(model.flat_params, model.flat_grads, "adam", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8))
-    return (lambda: step(x, y)), (lambda: model.forward_internal(x, train=False))
+    return (lambda: step(x, y)), (lambda: model.infer_internal(x))
 
 
 def theirs(spec, batch):

@@ -79,15 +79,15 @@ def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int
     step = TrainStep(model, loss, optim.from_spec(spec.train, model.flat_params, model.flat_grads))
 
     step(x, target)
-    model.forward_internal(x, train=False)
+    model.infer_internal(x)
     first = time.perf_counter() - started
     for _ in range(warmup):
         step(x, target)
-        model.forward_internal(x, train=False)
+        model.infer_internal(x)
 
     t = time.perf_counter()
     for _ in range(steps):
-        model.forward_internal(x, train=False)
+        model.infer_internal(x)
     infer = (time.perf_counter() - t) / steps
     t = time.perf_counter()
     for _ in range(steps):

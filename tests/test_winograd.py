@@ -92,3 +92,30 @@ def test_which_convs_use_winograd():
     assert not winograd.applies((5, 5), (1, 1), (1, 1), 1)
     assert not winograd.applies((3, 3), (1, 1), (2, 2), 1)
     assert not winograd.applies((3, 3), (1, 1), (1, 1), 4)
+
+
+# -- the inference path: a batch norm folded into the conv before it
+
+
+@pytest.mark.parametrize("chain,input", [
+    ("conv k=4 f=3 p=1 bias=false -> bn -> relu -> conv k=3 f=3 s=2 p=1 -> bn -> fc 3", "2x8x8"),  # winograd, im2col
+    ("conv k=4 f=1 -> bn -> relu6 -> conv f=3 p=1 g=dw -> bn -> relu6 -> gap", "3x6x6"),  # pointwise, depthwise
+    ("conv k=4 f=3 p=1 -> bn -> relu -> pool 2 -> conv k=2 f=5 p=2 -> bn -> relu", "2x8x8"),  # bn+pool is not folded
+])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_infer_folds_batch_norm_into_the_conv_with_the_same_result(chain, input, dtype, tol):
+    m = Model(loads(f"input: {input}\nnet: {chain}\n"), dtype, seed=3)
+    rng = np.random.default_rng(4)
+    for name, value in m.buffers().items():  # trained-looking running statistics
+        value[...] = rng.uniform(0.5, 2, value.shape) if name.endswith("var") else rng.normal(0, 1, value.shape)
+    for name, value in m.params().items():
+        if name.startswith("bn"):
+            value[...] = rng.normal(1 if name.endswith("weight") else 0, 0.5, value.shape)
+    folded = [op for op in m.ops if getattr(op, "fold", None) is not None]
+    assert len(folded) == (1 if "pool" in chain else 2)
+    x = m.to_internal(rng.normal(0, 1, (5, *map(int, input.split("x")))))
+    expected = m.forward_internal(x, train=False).copy()
+    got = m.infer_internal(x)
+    assert np.abs(got - expected).max() <= tol * np.abs(expected).max()
+    with pytest.raises(RuntimeError, match="backward after infer"):
+        m.backward_internal(np.ones_like(got))

@@ -10,6 +10,7 @@ from ..layers.conv import Conv
 from . import init
 from .base import Op
 from .jit import kernel
+from .pool import NO_ACT, RELU, RELU6
 from .threads import parallel, run_parallel, split_work
 from .winograd import Winograd, applies
 
@@ -201,17 +202,29 @@ class ConvOp(Op):
         if "bias" in self.params:
             init.bias(self.params["bias"], self.p["init"], self.rows, rng)
 
+    fold = None  # a batch norm right after this conv, folded into it by infer() (set by Model)
+
     def forward(self, xs, train, rng):
         x = self.x = xs[0]
+        return self._convolve(x, self.params["weight"], self.params.get("bias"), NO_ACT)
+
+    def infer(self, xs, rng):
+        """Eval-mode forward that no backward follows: a folded batch norm's scale and shift go into
+        the filters and bias, its fused activation into the output pass, and the bn op passes through."""
+        if self.fold is None:
+            return self.forward(xs, False, rng)
+        w, bias = self.fold.fold_into(self.params["weight"], self.params.get("bias"))
+        return self._convolve(xs[0], w, bias, self.fold.act)
+
+    def _convolve(self, x, w, bias, act):
         out = self.scratch("out", self.out_shape(x.shape[3]))
-        w = self.params["weight"]
-        bias = self.params.get("bias")
         if self.groups > 1:
             b = bias if bias is not None else np.zeros(self.filters, self.dtype)
             parallel(grouped_forward, self.filters, x, w, b, bias is not None, self.groups, *self.geometry, out)
+            activate(out, act)
             return out
         if self.winograd is not None:
-            self.winograd.forward(x, w, bias, out)
+            self.winograd.forward(x, w, bias, out, act)
             return out
         w2 = w.reshape(self.filters, -1)
         out2 = out.reshape(self.filters, -1)
@@ -223,6 +236,7 @@ class ConvOp(Op):
                 np.matmul(w2, self._columns(worker, p0, p1), out=target)
                 if bias is not None:
                     target += bias[:, None]
+                activate(target, act)
 
         run_parallel(work, self._plan(x.shape[3]))
         return out
@@ -304,6 +318,14 @@ class ConvOp(Op):
         cols = self._chunk_buffer("cols", worker, p1 - p0, batch)
         im2col(self.x, p0, p1, self.fh, self.fw, *self.geometry, self.wo, cols)
         return cols
+
+
+def activate(y: np.ndarray, act: int) -> None:
+    """A folded batch norm's fused activation, in place (on a chunk that is still in cache)."""
+    if act == RELU:
+        np.maximum(y, 0, out=y)
+    elif act == RELU6:
+        np.clip(y, 0, 6, out=y)
 
 
 OPS = (ConvOp,)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .jit import kernel
+from .pool import NO_ACT, RELU6
 from .threads import parallel, run_parallel, split_work
 
 # Transformed-tile values per worker chunk (input and product tiles together): 1 MiB of float32.
@@ -99,10 +100,12 @@ def input_transform(xp, t0, t1, tiles_w, v):
 
 
 @kernel
-def output_transform(m, t0, t1, tiles_w, bias, use_bias, out):
-    """out[k, 2 * th + a, 2 * tw + b, n] = (At M A)[a, b] (+ bias[k]) for tiles t0..t1-1, m (16, K, tiles * N);
-    a tile's rows and columns past the output's edge are dropped."""
+def output_transform(m, t0, t1, tiles_w, bias, use_bias, act, out):
+    """out[k, 2 * th + a, 2 * tw + b, n] = (At M A)[a, b] (+ bias[k]) for tiles t0..t1-1, m (16, K, tiles * N),
+    then ReLU (act 1) or ReLU6 (act 2); a tile's rows and columns past the output's edge are dropped."""
     K, ho, wo, N = out.shape
+    low = out.dtype.type(0) if act != NO_ACT else out.dtype.type(-np.inf)
+    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
     mm = m.reshape(16, K, m.shape[2] // N, N)
     for k in range(K):
         add = bias[k] if use_bias else out.dtype.type(0)
@@ -123,10 +126,10 @@ def output_transform(m, t0, t1, tiles_w, bias, use_bias, out):
                 w2 = mm[6, k, tt, n] - mm[10, k, tt, n] - mm[14, k, tt, n]
                 w3 = mm[7, k, tt, n] - mm[11, k, tt, n] - mm[15, k, tt, n]
                 # columns: (At M) A
-                out[k, r1, s1, n] = w1 - w2 - w3 + add
-                out[k, r1, s, n] = w0 + w1 + w2 + add
-                out[k, r, s1, n] = u1 - u2 - u3 + add
-                out[k, r, s, n] = u0 + u1 + u2 + add
+                out[k, r1, s1, n] = min(max(w1 - w2 - w3 + add, low), high)
+                out[k, r1, s, n] = min(max(w0 + w1 + w2 + add, low), high)
+                out[k, r, s1, n] = min(max(u1 - u2 - u3 + add, low), high)
+                out[k, r, s, n] = min(max(u0 + u1 + u2 + add, low), high)
 
 
 @kernel
@@ -171,9 +174,9 @@ class Winograd:
         flat = self.op.scratch(name, (16 * channels * most * batch,))
         return flat[: 16 * channels * tiles * batch].reshape(16, channels, tiles * batch)
 
-    def convolve(self, x, w, bias, pt, pl, out, key: str) -> np.ndarray:
+    def convolve(self, x, w, bias, pt, pl, out, key: str, act: int = NO_ACT) -> np.ndarray:
         """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
-        left padding pt, pl (zeros wherever a window leaves x), plus bias when given."""
+        left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
         C, _, _, N = x.shape
         K, ho, wo, _ = out.shape
         th, tw = self._tiles(ho, wo)
@@ -189,13 +192,13 @@ class Winograd:
                 m = self._chunk(f"{key}_m{worker}", K, t1 - t0, most, N)
                 input_transform(xp, t0, t1, tw, v)
                 np.matmul(u, v, out=m)
-                output_transform(m, t0, t1, tw, b, bias is not None, out)
+                output_transform(m, t0, t1, tw, b, bias is not None, act, out)
 
         run_parallel(work, plan)
         return xp
 
-    def forward(self, x, w, bias, out) -> None:
-        self.x_padded = self.convolve(x, w, bias, self.op.pt, self.op.pl, out, "wino_x")
+    def forward(self, x, w, bias, out, act: int = NO_ACT) -> None:
+        self.x_padded = self.convolve(x, w, bias, self.op.pt, self.op.pl, out, "wino_x", act)
 
     def input_gradient(self, dy, w, dx) -> None:
         """dx = dy correlated with the filters flipped and transposed, padded by 2 - p on each side."""
