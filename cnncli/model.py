@@ -170,7 +170,8 @@ class Model:
     def infer_internal(self, x: np.ndarray) -> np.ndarray:
         """forward_internal(x, train=False) for a pass that no backward follows (evaluation,
         prediction, benchmarks): each conv applies the batch norm after it (folded into its filters)
-        and that norm's activation, so the norm's pass over memory is saved. Backward is refused."""
+        and that norm's activation, so the norm's pass over memory is saved. The folded layers'
+        own outputs are not computed, so a backward after this is refused."""
         return self._run(x, lambda op, xs: op.infer(xs, self.rng), inferred=True)
 
     def _run(self, x: np.ndarray, call, inferred: bool) -> np.ndarray:
