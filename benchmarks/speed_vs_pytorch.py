@@ -2,7 +2,7 @@
 same thread count, one run.
 
     python benchmarks/speed_vs_pytorch.py [--threads 1 2] [--rounds 7] [--steps 20] [--only resnet-20-cifar]
-                                          [--json out.json]
+                                          [--layers] [--json out.json]
 
 Both sides run the same spec (PyTorch's twin is built by torch_net.py), Adam, cross-entropy, random
 data. Each side lives in its own worker process, so that neither's idle threads (OpenMP spins while
@@ -36,9 +36,17 @@ from cnncli.spec import load, loads  # noqa: E402  (the spec side never imports 
 RUNS = [("fashion-tutorial", 64, None, None), ("fashion-tutorial", 256, None, None), ("lenet-5", 64, None, None),
         ("resnet-20-cifar", 64, None, None), ("mobilenet-v2", 32, "3x64x64", 10)]
 
+# --layers: ResNet-20's 3x3 convs one at a time (batch 64). The 1x1 conv before each makes both sides
+# compute the 3x3 conv's input gradient; gap -> fc 10 gives the loss. Both cost little beside the 3x3.
+LAYERS = {f"conv3x3-{c}@{h}": f"input: {c}x{h}x{h}\nclasses: 10\nnet: conv k={c} f=1 bias=false -> "
+          f"conv k={c} f=3 p=1 bias=false -> gap -> fc 10\n" for c, h in ((16, 32), (32, 16), (64, 8))}
+LAYER_RUNS = [(name, 64, None, None) for name in LAYERS]
+
 
 def spec_for(name: str, input_shape: str | None, classes: int | None):
     """The shipped spec, with its input replaced and its classifier resized to `classes`."""
+    if name in LAYERS:
+        return loads(LAYERS[name], name)
     text = (ROOT / "architectures" / f"{name}.yaml").read_text()
     if classes is not None:
         old = load(ROOT / "architectures" / f"{name}.yaml").classes
@@ -131,6 +139,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--only", nargs="+", help="run only these networks")
+    parser.add_argument("--layers", action="store_true", help="time ResNet-20's 3x3 convs alone instead")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,7 +177,7 @@ def main() -> None:
     print(f"{'':16} {'':>8} {'':>5} {'':>3} | {'cnncli':>8} {'PyTorch':>8} {'':>5} {'cnncli':>5} {'torch':>5} {'':>4} | "
           f"{'cnncli':>8} {'PyTorch':>8} {'':>5} {'cnncli':>5} {'torch':>5} {'':>4}")
     results = []
-    runs = [r for r in RUNS if not args.only or r[0] in args.only]
+    runs = [r for r in (LAYER_RUNS if args.layers else RUNS) if not args.only or r[0] in args.only]
     for run in runs:
         name, batch, input_shape, classes = run
         spec = spec_for(name, input_shape, classes)
