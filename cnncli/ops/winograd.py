@@ -76,6 +76,13 @@ def pad_into(lo, hi, x, pt, pl, xp):
 
 
 @kernel
+def tile_corner(t, tiles_w):
+    """Row and column where tile t starts (in the padded input, or in the output): tiles of 2x2
+    outputs, tiles_w to a row."""
+    return 2 * (t // tiles_w), 2 * (t % tiles_w)
+
+
+@kernel
 def input_transform(xp, t0, t1, tiles_w, v):
     """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 4x4 input tile d of tile t (rows 2 * (t //
     tiles_w), columns 2 * (t % tiles_w) of the padded input xp), tiles t0..t1-1. One pass per row of
@@ -84,8 +91,7 @@ def input_transform(xp, t0, t1, tiles_w, v):
     out = v.reshape(16, C, v.shape[2] // N, N)
     for c in range(C):
         for t in range(t0, t1):
-            r = 2 * (t // tiles_w)
-            s = 2 * (t % tiles_w)
+            r, s = tile_corner(t, tiles_w)
             tt = t - t0
             for row in range(4):
                 ra, rb = r + BT_ROWS[row, 0], r + BT_ROWS[row, 1]
@@ -112,8 +118,7 @@ def output_transform(m, t0, t1, tiles_w, bias, use_bias, act, out):
     for k in range(K):
         add = bias[k] if use_bias else out.dtype.type(0)
         for t in range(t0, t1):
-            r = 2 * (t // tiles_w)
-            s = 2 * (t % tiles_w)
+            r, s = tile_corner(t, tiles_w)
             tt = t - t0
             r1 = min(r + 1, ho - 1)  # a cut tile writes its edge value twice, the kept one last
             s1 = min(s + 1, wo - 1)
@@ -143,8 +148,7 @@ def gradient_transform(dy, t0, t1, tiles_w, m):
     out = m.reshape(16, K, m.shape[2] // N, N)
     for k in range(K):
         for t in range(t0, t1):
-            r = 2 * (t // tiles_w)
-            s = 2 * (t % tiles_w)
+            r, s = tile_corner(t, tiles_w)
             tt = t - t0
             for row in range(4):
                 top, bottom = dy.dtype.type(A[row, 0]), dy.dtype.type(A[row, 1])
