@@ -3,16 +3,19 @@ inferred shapes -> a checked Spec."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from ..errors import UserError, Where
 from ..layers.base import describe_shape
+from ..limits import MAX_SPEC_BYTES
 from . import sections, yamlsrc
 from . import train as train_section
 from .chain import suggest
 from .graph import INPUT, Expander, infer
 from .network import Spec
-from .yamlsrc import Node, type_name
+from .yamlsrc import type_name
 
 TOP_LEVEL = {
     "name": "a name for the network",
@@ -29,27 +32,53 @@ TOP_LEVEL = {
 
 
 def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
-    return loads(read_text(path), str(path), strict=strict, input_shape=input_shape)
-
-
-def read_text(path: str | Path, what: str = "spec") -> str:
-    """A YAML file's text (a spec, or a sweep file), or one UserError saying why it cannot be read."""
     path = Path(path)
+    return loads(read_spec_file(path), str(path), strict=strict, input_shape=input_shape)
+
+
+def read_spec_file(path: Path, what: str = "spec") -> str:
+    """The text of a spec file (or of another YAML file of cnncli's, `what`: "sweep"): a regular file of
+    at most MAX_SPEC_BYTES in UTF-8. Never reads a FIFO or a device (reading one would block or never end)."""
     try:
-        return path.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the checks use the opened file itself.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        hint = "check the path; ready-made specs are in architectures/" if what == "spec" else "check the path"
-        raise UserError(f"no such file: {path}", hint) from None
+        raise UserError(f"no such file: {path}", "check the path; ready-made specs are in architectures/"
+                        if what == "spec" else "check the path") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a {what} file", "name a .yaml file") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", f"a {what} file is YAML text") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UserError(f"{path} is a directory, not a {what} file", "name a .yaml file")
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path} is not a regular file (a pipe, socket or device)", f"save the {what} to a file first")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise _too_big(path, info.st_size, what)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SPEC_BYTES + 1)  # the file may have grown since fstat()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_big(path, len(data), what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", f"a {what} is a YAML text file") from None
+
+
+def _too_big(path: Path, size: int, what: str) -> UserError:
+    return UserError(f"{path} has {size:,} bytes, more than a {what} may have ({MAX_SPEC_BYTES:,})",
+                     f"a {what} is a few lines of YAML" + ("; blocks: and repeats (x N) describe large networks"
+                                                          if what == "spec" else ""))
 
 
 def load_mapping(text: str, file: str, keys: dict[str, str], what: str, required: tuple[str, ...],
-                 example: str, unknown: str = "setting") -> dict[str, Node]:
+                 example: str, unknown: str = "setting") -> dict[str, yamlsrc.Node]:
     """A YAML file that is a mapping of known keys (a spec, a sweep file); a stray or missing key is an error.
     `keys` maps each key to what it means, for the hints."""
     root = yamlsrc.load(text, file)
@@ -71,7 +100,7 @@ def load_mapping(text: str, file: str, keys: dict[str, str], what: str, required
 def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:
     """Parse and check spec text. `input_shape` (e.g. "3x32x32") replaces the spec's input."""
     doc = load_mapping(text, file, TOP_LEVEL, "spec", ("input", "net"),
-                               "`input: 1x28x28` and `net: conv k=16 f=5 -> ...`")
+                       "`input: 1x28x28` and `net: conv k=16 f=5 -> ...`")
     name = sections.name(doc.get("name"), file)
     given = doc["input"] if input_shape is None else yamlsrc.Node(input_shape, Where("--input"))
     shape = sections.input_shape(given)
@@ -83,7 +112,7 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     defaults = sections.defaults(doc.get("defaults"))
     blocks = sections.blocks(doc.get("blocks"))  # a spec's own blocks first; they win over shipped ones
     blocks.update({name: b for name, b in sections.shipped_blocks().items() if name not in blocks})
-    train = train_section.validate(doc["train"]) if "train" in doc else {}
+    train = train_section.TrainSettings.parse(doc["train"]) if "train" in doc else train_section.TrainSettings()
     texts = sections.net_texts(doc["net"], sections.variables(doc.get("vars")))
     nodes, tree, last = Expander(blocks, defaults).expand(texts)
     if not nodes:
@@ -91,6 +120,7 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     warnings = infer(nodes, shape)
     spec = Spec(name, file, shape, classes, output, nodes, tree, last, warnings, train, blocks, text)
     check_output(spec)
+    spec.frozen_layers()  # every freeze pattern must match a layer
     if strict and warnings:
         first = warnings[0]
         first.hint = "--strict makes dropped input an error: pad so that (size - kernel + 2*padding) divides by the stride"

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..checkpoint import write_text_atomic
 from ..errors import UserError
+from ..spec.loader import read_spec_file
 from . import config
 from .trial import STUDY, Job, make_pruner, storage, trial_dir
 from .trial import run as run_trial
@@ -55,7 +56,7 @@ def start(path: Path, out: Path | None, trials: int | None, workers: int | None,
         raise UserError(f"{out} already holds a sweep", f"continue it with cnn sweep --resume {out}, or choose another --out")
     client = _connect(cluster) if cluster else None  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "sweep.yaml", Path(path).read_text(encoding="utf-8"))
+    write_text_atomic(out / "sweep.yaml", read_spec_file(Path(path), "sweep"))
     write_text_atomic(out / "sweep.json", json.dumps(sweep.to_json(), indent=2) + "\n")
     report.message(f"sweep directory: {out}")
     return _run(out, sweep, workers, cluster, report, client)

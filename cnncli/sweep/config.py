@@ -16,9 +16,9 @@ import yaml
 
 from ..errors import UserError, Where
 from ..spec import yamlsrc
-from ..spec.loader import load_mapping, read_text
+from ..spec.loader import load_mapping, read_spec_file
 from ..spec.chain import suggest
-from ..spec.train import METRICS, SETTINGS, with_overrides
+from ..spec.train import METRICS, SETTINGS, TrainSettings
 from ..spec.yamlsrc import Node, type_name
 
 KEYS = {
@@ -118,7 +118,7 @@ def spec_with_vars(text: str, values: dict[str, Any]) -> str:
 
 
 def load(path: Path) -> Sweep:
-    return loads(read_text(path, "sweep"), str(path), Path(path).resolve().parent)
+    return loads(read_spec_file(Path(path), "sweep"), str(path), Path(path).resolve().parent)
 
 
 def loads(text: str, file: str, base: Path) -> Sweep:
@@ -146,8 +146,7 @@ def loads(text: str, file: str, base: Path) -> Sweep:
     sweep = Sweep(spec_text, spec_file, data, metric, maximize, sampler, pruner, trials or DEFAULT_TRIALS, seed,
                   fixed, space)
     if metric.startswith("val_"):
-        settings = with_overrides(spec, fixed)
-        if settings.get("val", 0.1) == 0:
+        if _settings(spec, fixed).val == 0:
             raise UserError(f"metric {metric} needs a validation split, but the settings have val: 0",
                             f"use metric: {metric[4:]}, or set val (e.g. set: {{val: 0.1}})", doc["metric"].where
                             if "metric" in doc else Where(file))
@@ -166,7 +165,7 @@ def _spec(node: Node, base: Path) -> tuple[str, str]:
     try:
         if not path.is_file():
             path = _shipped(given)
-        return read_text(path), str(path)
+        return read_spec_file(path), str(path)
     except UserError as exc:
         exc.where = exc.where or node.where
         raise exc from None
@@ -250,10 +249,18 @@ def yamlsrc_text(item: Node) -> str:
     return yaml_text(plain(item))
 
 
+def _settings(spec, overrides: dict[str, str]) -> TrainSettings:
+    """The spec's train settings with --set overrides, checked by the same rules as `cnn train --set`."""
+    settings = spec.train.copy()
+    for key, text in overrides.items():
+        settings.set_text(key, text)
+    return settings
+
+
 def _check(spec, overrides: dict[str, str], where: Where | None, what: str) -> None:
     """Validate settings with the spec's own rules; the message points into the sweep file."""
     try:
-        with_overrides(spec, overrides)
+        _settings(spec, overrides)
     except UserError as exc:
         raise UserError(f"{what}: {exc.message}", exc.hint, where) from None
 

@@ -122,7 +122,7 @@ def train(spec_path: Path, data: str | None, overrides: dict[str, str], out: Pat
     from .. import train as trainer
 
     if (out / "checkpoints" / "last.npz").exists():
-        trainer.resume(out, report, threads)
+        trainer.resume(out, report, trainer.Options(threads=threads))
     else:
         trainer.start(spec_path, trainer.Options(data, out, overrides, threads), report)
 
