@@ -221,7 +221,7 @@ def test_pruner_stops_a_trial_below_the_median(tmp_path):
 
 
 def test_resume_after_sigint_does_not_rerun_finished_trials(tmp_path, data):
-    path = write_sweep(tmp_path, data, "sampler: random\ntrials: 4\nset: {epochs: 2}\nspace:\n"
+    path = write_sweep(tmp_path, data, "sampler: random\ntrials: 4\nset: {epochs: 5}\nspace:\n"
                        "  lr: loguniform 1e-3 1e-2\n")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "cnncli", "sweep", str(path), "--workers", "1", "--out", str(out)],
@@ -253,7 +253,7 @@ def test_resume_after_sigint_does_not_rerun_finished_trials(tmp_path, data):
         assert trials[n]["value"] == done[n].value
     for n in interrupted:  # an interrupted trial ran again under its own number, with its parameters
         assert f"trial {n} was interrupted; it runs again" in r.stderr
-        assert len(metrics(trials[n]["run"])) == 2
+        assert len(metrics(trials[n]["run"])) == 5
 
 
 def _study(out: Path):
@@ -263,14 +263,19 @@ def _study(out: Path):
 
 
 def _finished(out: Path) -> bool:
-    """Has the sweep finished a trial and started the next? (Optuna's journal allows readers while it runs.)"""
+    """Has the sweep finished a trial and begun training the next? (Optuna's journal allows readers while it runs.)"""
     if not (out / "study.journal").exists():
         return False
     try:
         states = [t.state for t in _study(out).get_trials()]
     except KeyError:  # the study is not created yet
         return False
-    return optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states
+    if optuna.trial.TrialState.COMPLETE not in states:
+        return False
+    running = [n for n, state in enumerate(states) if state == optuna.trial.TrialState.RUNNING]
+    # a running trial still in its first of five epochs cannot finish before Ctrl-C lands
+    return any((out / "trials" / f"{n:04d}" / "run.json").exists()
+               and not (out / "trials" / f"{n:04d}" / "metrics.jsonl").exists() for n in running)
 
 
 # ----------------------------------------------------------------------------- a Dask cluster on 127.0.0.1

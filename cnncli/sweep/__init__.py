@@ -159,7 +159,7 @@ def _run(out: Path, sweep: config.Sweep, workers: int | None, cluster: str | Non
                 if not running:
                     break
                 try:
-                    done, _ = wait(list(running), timeout=0.5, return_when="FIRST_COMPLETED")
+                    done, _ = wait(list(running), timeout=0.2, return_when="FIRST_COMPLETED")
                 except TimeoutError:
                     continue
                 for future in done:

@@ -119,9 +119,14 @@ def run(job: Job) -> dict[str, Any]:
 
 def train(spec_path: Path, data: str | None, overrides: dict[str, str], out: Path, threads: int | None, report) -> None:
     """The one place a trial touches the training API: start the run, or resume an interrupted attempt."""
+    from .. import checkpoint
     from .. import train as trainer
 
-    if (out / "checkpoints" / "last.npz").exists():
+    last = out / "checkpoints" / "last.npz"
+    if last.exists():
+        meta = checkpoint.load(last).meta
+        if meta["epoch"] >= meta["train"]["epochs"]:  # it finished before the sweep heard of it
+            return
         trainer.resume(out, report, trainer.Options(threads=threads))
     else:
         trainer.start(spec_path, trainer.Options(data, out, overrides, threads), report)
