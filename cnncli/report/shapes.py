@@ -66,12 +66,11 @@ def table(spec: Spec, ascii_only: bool = False):
 
     t = Table(box=box.ASCII2 if ascii_only else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
               title=f"{spec.name}  ({spec.file})", title_justify="left")
-    t.add_column("layer", no_wrap=True)
-    t.add_column("as written", overflow="fold", max_width=WRITTEN_MAX)
-    t.add_column("output", justify="right", no_wrap=True)
-    t.add_column("params", justify="right", no_wrap=True)
-    t.add_column("MACs", justify="right", no_wrap=True)
-    t.add_column("RF /jump", justify="right", no_wrap=True)
+    for name, justify in COLUMNS:
+        if name == "as written":
+            t.add_column(name, overflow="fold", max_width=WRITTEN_MAX)
+        else:
+            t.add_column(name, justify=justify, no_wrap=True)
     for style, cells in _cells(spec):
         if style == "branch":
             t.add_row(Text(cells[0], style="cyan"), *cells[1:])
