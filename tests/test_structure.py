@@ -144,7 +144,7 @@ def _imports(path, module: str, is_package: bool, modules) -> set[str]:
     return found & set(modules)
 
 
-def test_the_package_has_no_import_cycles():
+def test_the_package_has_no_import_cycles_and_the_spec_side_no_engine():
     modules = {}
     for path in (ROOT / "cnncli").rglob("*.py"):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -168,6 +168,10 @@ def test_the_package_has_no_import_cycles():
         if m not in state:
             visit(m, [])
     assert edges["cnncli.data.formats"] >= {"cnncli.data.dataset"} and "cnncli.data" not in edges["cnncli.data.formats"]
+    # the spec side never reaches into the engine; the ops depend on the declarations, not the reverse
+    for m, targets in edges.items():
+        if m.startswith(("cnncli.spec", "cnncli.layers")):
+            assert not {t for t in targets if t.startswith(("cnncli.ops", "cnncli.model"))}, m
 
 
 # ----------------------------------------------------------------------------- the shapes table
