@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from ..errors import printable
 from ..layers.base import describe_shape
 from ..spec import Identity, Node, Spec
-from . import human, human_bytes
+from . import human, human_bytes, plain
 
 
 def _rf(node: Node) -> str:
@@ -49,8 +50,8 @@ def _cells(spec: Spec) -> list[tuple[str, tuple[str, ...]]]:
             out.append(("branch", (prefix + label, "", "", "", "", "")))
             continue
         out.append(("", (
-            prefix + node.name,
-            node.text if not node.kind.is_merge else node.kind.name,
+            printable(prefix + node.name),
+            printable(node.text if not node.kind.is_merge else node.kind.name),
             describe_shape(node.shape),
             f"{node.info.params:,}" if node.info.params else "-",
             human(node.info.macs) if node.info.macs else "-",
@@ -65,7 +66,7 @@ def table(spec: Spec, ascii_only: bool = False):
     from rich.text import Text
 
     t = Table(box=box.ASCII2 if ascii_only else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-              title=f"{spec.name}  ({spec.file})", title_justify="left")
+              title=plain(_title(spec)), title_justify="left")
     for name, justify in COLUMNS:
         if name == "as written":
             t.add_column(name, overflow="fold", max_width=WRITTEN_MAX)
@@ -75,7 +76,7 @@ def table(spec: Spec, ascii_only: bool = False):
         if style == "branch":
             t.add_row(Text(cells[0], style="cyan"), *cells[1:])
         else:
-            t.add_row(*cells, style=style or None)
+            t.add_row(*map(plain, cells), style=style or None)  # never read as rich markup
     return t
 
 
@@ -93,7 +94,7 @@ def layout(spec: Spec, width: int, ascii_only: bool) -> list[tuple[str, str, int
     widths = [max(len(cells[i]) for cells in [header, *(cells for _, cells in rows)]) for i in range(len(COLUMNS))]
     gap = " | " if ascii_only else "   "
     total = sum(widths) + len(gap) * (len(COLUMNS) - 1)
-    title = f"{spec.name}  ({spec.file})"
+    title = _title(spec)
     if widths[1] > WRITTEN_MAX or total > width or len(title) > total or not (title.isascii() and title.isprintable()):
         return None
 
@@ -115,9 +116,13 @@ def layout(spec: Spec, width: int, ascii_only: bool) -> list[tuple[str, str, int
     return out
 
 
+def _title(spec: Spec) -> str:
+    return printable(f"{spec.name}  ({spec.file})")
+
+
 def totals(spec: Spec, batch: int) -> list[str]:
     mem = spec.memory(batch)
-    opt = (spec.train.get("optimizer") or {"name": "adam"})["name"]
+    opt = (spec.train.optimizer or {"name": "adam"})["name"]
     target = f" (classes: {spec.classes})" if spec.classes else f" (output: {spec.output})" if spec.output else ""
     lines = [
         f"input {describe_shape(spec.input)} -> output {describe_shape(spec.output_shape)}{target}",
