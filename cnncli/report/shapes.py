@@ -113,7 +113,7 @@ def _title(spec: Spec) -> str:
 
 def totals(spec: Spec, batch: int) -> list[str]:
     mem = spec.memory(batch)
-    opt = (spec.train.get("optimizer") or {"name": "adam"})["name"]
+    opt = (spec.train.optimizer or {"name": "adam"})["name"]
     target = f" (classes: {spec.classes})" if spec.classes else f" (output: {spec.output})" if spec.output else ""
     lines = [
         f"input {describe_shape(spec.input)} -> output {describe_shape(spec.output_shape)}{target}",

@@ -101,13 +101,14 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     defaults = sections.defaults(doc.get("defaults"))
     blocks = sections.blocks(doc.get("blocks"))  # a spec's own blocks first; they win over shipped ones
     blocks.update({name: b for name, b in sections.shipped_blocks().items() if name not in blocks})
-    train = train_section.validate(doc["train"]) if "train" in doc else {}
+    train = train_section.TrainSettings.parse(doc["train"]) if "train" in doc else train_section.TrainSettings()
     nodes, tree, last = Expander(blocks, defaults).expand(sections.chain_texts(doc["net"], "net"))
     if not nodes:
         raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
     warnings = infer(nodes, shape)
     spec = Spec(name, file, shape, classes, output, nodes, tree, last, warnings, train, blocks, text)
     check_output(spec)
+    spec.frozen_layers()  # every freeze pattern must match a layer
     if strict and warnings:
         first = warnings[0]
         first.hint = "--strict makes dropped input an error: pad so that (size - kernel + 2*padding) divides by the stride"
