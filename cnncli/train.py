@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -338,15 +339,24 @@ def _threads() -> int:
 
 
 def run_dir(spec: Spec, out: Path | None) -> Path:
+    """--out, or runs/NAME-TIMESTAMP: always one new directory inside runs/, whatever the spec's name."""
     if out is not None:
         return Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{spec.name}-{stamp}"
+    base = f"{directory_name(spec.name)}-{stamp}"
+    path = Path("runs") / base
     n = 1
     while path.exists():
         n += 1
-        path = Path("runs") / f"{spec.name}-{stamp}-{n}"
+        path = Path("runs") / f"{base}-{n}"
     return path
+
+
+def directory_name(name: str) -> str:
+    """A spec's name as one harmless path component: letters, digits, '_', '.' and '-' only (so no
+    separator, '..', NUL or control character), not starting with '.' or '-', at most 64 characters."""
+    safe = re.sub(r"[^\w.-]", "_", name, flags=re.ASCII).lstrip(".-")[:64]
+    return safe or "network"
 
 
 def start(spec_path: Path, options: Options, report) -> dict[str, Any]:

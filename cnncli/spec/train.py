@@ -279,8 +279,8 @@ def parse_component(text: str, table: dict[str, Component], what: str) -> tuple[
 def _value(setting: Setting, item: Node) -> Any:
     value = item.value
     try:
-        if setting.kind == "float" and isinstance(value, str):
-            value = _number(value)  # YAML reads 1e-5 (no dot) as text
+        if setting.kind == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no point) as text
+            value = Param(setting.name, "float", doc=setting.doc).parse(value)
         if setting.kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (setting.kind == "int" and not isinstance(value, int)):
                 raise LayerError(f"train.{setting.name} must be {'a whole number' if setting.kind == 'int' else 'a number'}, "
@@ -311,14 +311,6 @@ def _value(setting: Setting, item: Node) -> Any:
         return _component(item, table, what)
     except LayerError as exc:
         raise UserError(exc.message, exc.hint, item.where) from None
-
-
-def _number(text: str) -> float | str:
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return value if math.isfinite(value) else text
 
 
 def _component(item: Node, table, what: str):
