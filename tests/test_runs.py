@@ -92,7 +92,7 @@ def test_train_settings_are_typed_and_keep_their_positions():
     assert str(info.value).startswith("--epochs 0: train.epochs must be at least 1")
     with pytest.raises(UserError) as info:
         changed.set_text("lr", "fast")
-    assert str(info.value).startswith("--set lr=fast: train.lr must be a number, not 'fast'")
+    assert str(info.value).startswith("--set lr=fast: lr=fast is not valid: expected a number")
     restored = TrainSettings.from_json(json.loads(json.dumps(changed.to_json())))
     assert restored == changed
 
@@ -105,7 +105,7 @@ def test_cli_values_are_not_reparsed_as_text(tmp_path, data):
     settings = json.loads((tmp_path / "r" / "run.json").read_text())["settings"]
     assert settings["lr"] == 1e-5 and settings["weight_decay"] == 1e-4 and settings["epochs"] == 1
     r = cnn("train", str(small_spec(tmp_path)), "--set", "lr=fast")
-    assert r.returncode == 2 and r.stderr.startswith("error: --set lr=fast: train.lr must be a number, not 'fast'")
+    assert r.returncode == 2 and r.stderr.startswith("error: --set lr=fast: lr=fast is not valid: expected a number")
     r = cnn("train", str(small_spec(tmp_path)), "--freeze", "cnv*", "--data", data)
     assert r.returncode == 2 and r.stderr.startswith("error: --freeze cnv*: train.freeze: no layer matches 'cnv*'")
 
@@ -275,7 +275,8 @@ def test_checkpoint_whose_spec_no_longer_parses(tmp_path, two_epochs):
     meta["spec"] = meta["spec"].replace("-> relu ->", "-> rleu ->")
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(path, **arrays)
-    for args in (("train", "--resume", str(run), "--epochs", "3"), ("eval", str(path))):
+    for args in (("train", "--resume", str(run), "--epochs", "3"), ("eval", str(path)),
+                 ("export", str(path), str(tmp_path / "net.onnx"))):
         r = cnn(*args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith(f"error: {path}: the network stored in this checkpoint no longer parses: ")
