@@ -49,7 +49,7 @@ CASES = {
     "bool_train": (H + "net: fc 10\ntrain:\n  optimizer: sgd nesterov=maybe\n", "expected true or false", 4, 14),
     "text_for_float": (H + "net: dropout abc\n", "rate=abc is not valid: expected a number", 2, 14),
     "text_for_int": (H + "net: fc abc\n", "units=abc is not valid", 2, 9),
-    "text_for_train_float": (H + "net: fc 10\ntrain:\n  lr: abc\n", "train.lr must be a number, not 'abc'", 4, 7),
+    "text_for_train_float": (H + "net: fc 10\ntrain:\n  lr: abc\n", "lr=abc is not valid: expected a number", 4, 7),
     "python_tag": (H + "net: !!python/object/apply:os.system ['true']\n", "is not allowed in a spec", 2, 6),
     # expansion bombs
     "laughs_in_net": (H + "l0: &l0 [relu, relu, relu, relu, relu, relu, relu, relu, relu, relu]\n" + LAUGHS + "net: *l8\n",

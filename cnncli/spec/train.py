@@ -279,10 +279,7 @@ def _value(setting: Setting, item: Node) -> Any:
     value = item.value
     try:
         if setting.kind == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no point) as text
-            try:
-                value = Param(setting.name, "float", doc=setting.doc).parse(value)
-            except LayerError:
-                pass  # not a number: said below, with the setting's name
+            value = Param(setting.name, "float", doc=setting.doc).parse(value)
         if setting.kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (setting.kind == "int" and not isinstance(value, int)):
                 raise LayerError(f"train.{setting.name} must be {'a whole number' if setting.kind == 'int' else 'a number'}, "
