@@ -6,7 +6,8 @@
     model.param("conv1.weight")                    # a numpy view, PyTorch's layout
 
 All parameters live in one flat vector (and their gradients in another), so an optimizer step is one
-pass over memory; `param()` and `grad()` are views into them.
+pass over memory; `param()` and `grad()` are views into them. Parameters of frozen layers come
+first, so the trainable ones are one contiguous slice (`flat_trainable`) for the optimizer.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ from .spec.graph import INPUT
 
 
 class Model:
-    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0, fuse: bool = True):
+    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0, fuse: bool = True, frozen=()):
+        """frozen: names of layers whose parameters stay fixed and whose batch norm keeps its
+        running statistics (runs in evaluation mode) while training."""
         self.spec = spec
+        self.frozen = frozenset(frozen)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
@@ -37,6 +41,7 @@ class Model:
         if fuse:
             self._fuse()
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
+        layout.sort(key=lambda item: item[0].node.name not in self.frozen)  # stable: frozen first
         total = sum(prod(shape) for _, _, shape in layout)
         self.flat_params = np.zeros(total, self.dtype)
         self.flat_grads = np.zeros(total, self.dtype)
@@ -48,6 +53,9 @@ class Model:
             op.grads[name] = self.flat_grads[offset : offset + size].reshape(shape)
             self.param_names.append(f"{op.node.name}.{name}")
             offset += size
+        n_frozen = sum(prod(shape) for op, _, shape in layout if op.node.name in self.frozen)
+        self.flat_trainable = self.flat_params[n_frozen:]
+        self.flat_trainable_grads = self.flat_grads[n_frozen:]
         for op in self.ops:
             for name, shape in op.buffer_shapes().items():
                 op.buffers[name] = np.zeros(shape, self.dtype)
@@ -163,9 +171,14 @@ class Model:
         """(N, C, H, W) -> the engine's (C, H, W, N), in the model's dtype."""
         return np.ascontiguousarray(np.asarray(x).transpose(1, 2, 3, 0), dtype=self.dtype)
 
-    def forward_internal(self, x: np.ndarray, train: bool) -> np.ndarray:
-        """x and the result in the engine's (C, H, W, N) layout."""
-        return self._run(x, lambda op, xs: op.forward(xs, train, self.rng), inferred=False)
+    def forward_internal(self, x: np.ndarray, train: bool, tap=None) -> np.ndarray:
+        """x and the result in the engine's (C, H, W, N) layout. `tap(index, y)`, when given, sees
+        each node's output and returns what the next layers get (`cnn gradcheck` nudges values)."""
+        def forward(op, xs):
+            mode = train and not (op.buffers and op.node.name in self.frozen)  # frozen BN: running statistics
+            return op.forward(xs, mode, self.rng)
+
+        return self._run(x, forward, inferred=False, tap=tap)
 
     def infer_internal(self, x: np.ndarray) -> np.ndarray:
         """forward_internal(x, train=False) for a pass that no backward follows (evaluation,
@@ -174,16 +187,14 @@ class Model:
         own outputs are not computed, so a backward after this is refused."""
         return self._run(x, lambda op, xs: op.infer(xs, self.rng), inferred=True)
 
-    def _run(self, x: np.ndarray, call, inferred: bool) -> np.ndarray:
+    def _run(self, x: np.ndarray, call, inferred: bool, tap=None) -> np.ndarray:
         outputs = self._outputs = []
         timer = self.timer
         self._inferred = inferred
         for op in self.ops:
             xs = [x if i == INPUT else outputs[i] for i in op.node.inputs]
-            if timer is None:
-                outputs.append(call(op, xs))
-            else:
-                outputs.append(timer(op, "forward", lambda: call(op, xs)))
+            y = call(op, xs) if timer is None else timer(op, "forward", lambda: call(op, xs))
+            outputs.append(y if tap is None else tap(op.node.index, y))
         return outputs[self.spec.output_node]
 
     def backward(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
@@ -195,8 +206,10 @@ class Model:
         dx = self.backward_internal(internal, input_grad)
         return None if dx is None else np.ascontiguousarray(dx.transpose(3, 0, 1, 2))
 
-    def backward_internal(self, dy: np.ndarray, input_grad: bool = False, start: int | None = None) -> np.ndarray | None:
-        """Backward from node `start` (default: the output node), whose output gradient is dy."""
+    def backward_internal(self, dy: np.ndarray, input_grad: bool = False, start: int | None = None,
+                          seen: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
+        """Backward from node `start` (default: the output node), whose output gradient is dy.
+        `seen`, when given, receives a copy of the gradient arriving at each node's output."""
         if self._inferred:
             raise RuntimeError("backward after infer_internal: run forward_internal for a pass with a backward")
         grads: dict[int, np.ndarray] = {self.spec.output_node if start is None else start: dy}
@@ -209,6 +222,8 @@ class Model:
                 for v in op.grads.values():
                     v[...] = 0
                 continue
+            if seen is not None:
+                seen[index] = g.copy()
             need = [i != INPUT or input_grad for i in op.node.inputs]
             if timer is None:
                 dxs = op.backward(g, need)

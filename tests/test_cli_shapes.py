@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,12 +89,13 @@ def test_shapes_and_help_do_not_import_numba():
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
             "assert 'numba' not in sys.modules, 'numba was imported'\nprint('clean')")
     for args in (["shapes", str(ARCHITECTURES / "resnet-50.yaml")], ["--help"], ["shapes", "--help"], ["layers"],
-                 ["train", "--help"], ["inspect", "--help"]):
+                 ["train", "--help"], ["inspect", "--help"], ["export", "--help"], ["import", "--help"]):
         r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert r.stdout.rstrip().endswith("clean"), (args, r.stderr)
 
 
-@pytest.mark.parametrize("command", ["shapes", "layers", "train", "eval", "predict", "inspect", "bench", "gradcheck"])
+@pytest.mark.parametrize("command", ["shapes", "layers", "train", "eval", "predict", "inspect", "bench", "gradcheck",
+                                     "export", "import"])
 def test_help_has_an_example(command):
     r = cnn(command, "--help")
     assert r.returncode == 0 and "Example: cnn " + command in r.stdout
@@ -102,11 +104,15 @@ def test_help_has_an_example(command):
 def test_layers_lists_the_registry():
     r = cnn("layers")
     for kind in ("conv", "pool", "avgpool", "l2pool", "gap", "gmp", "bn", "lrn", "relu6", "lrelu", "elu",
-                 "softmax", "dropout", "flatten", "fc", "add", "cat", "shortcut"):
+                 "softmax", "dropout", "flatten", "fc", "add", "cat", "shortcut", "silu", "hardswish", "hardsigmoid",
+                 "gelu", "mul"):
         assert any(line.startswith(kind + " ") for line in r.stdout.splitlines()), kind
     detail = cnn("layers", "conv", "--json")
     params = {p["name"]: p for p in json.loads(detail.stdout)[0]["params"]}
     assert params["f"]["default"] == "required" and params["s"]["default"] == "1" and params["k"]["positional"]
+    assert "se(c, r, act=relu, gate=sigmoid)" in r.stdout
+    r = cnn("layers", "se")
+    assert r.returncode == 0 and "mul(id | gap -> conv k=$r f=1 bias=true" in r.stdout
     r = cnn("layers", "conf")
     assert r.returncode == 2 and "did you mean 'conv'?" in r.stderr
 
@@ -115,3 +121,26 @@ def test_no_color_and_version():
     r = cnn("shapes", TUTORIAL, env={"NO_COLOR": "1", "TERM": "xterm"})
     assert "\x1b[" not in r.stdout
     assert cnn("--version").stdout.startswith("cnncli ")
+
+
+def test_option_values_are_checked_without_pydantic():
+    pytest.importorskip("typer._coercion", reason="this typer converts values through click, not pydantic")
+    from typer._click.exceptions import BadParameter
+
+    from cnncli import cliparams
+    from cnncli.cliparams import convert, light
+    from typer.models import OptionInfo
+
+    assert convert(int, OptionInfo(min=1), "3") == 3 and convert(float, OptionInfo(), "1e-3") == 0.001
+    assert convert(bool, OptionInfo(), "yes") is True and convert(Path, OptionInfo(), "a/b") == Path("a/b")
+    for annotation, info, value, message in ((int, OptionInfo(min=1), "0", "0 is less than the minimum 1"),
+                                             (int, OptionInfo(), "x", "'x' is not an integer"),
+                                             (float, OptionInfo(max=1.0), "2", "2.0 is more than the maximum 1.0"),
+                                             (float, OptionInfo(), "nan", "'nan' is not a finite number")):
+        with pytest.raises(BadParameter, match=message):
+            convert(annotation, info, value)
+    assert not light(list[str], OptionInfo()) and not light(Path, OptionInfo(exists=True))
+    assert not light(str, OptionInfo(parser=str))
+    cliparams.install()  # twice is once
+    r = cnn("shapes", TUTORIAL, "--batch", "0")
+    assert r.returncode == 2 and "Invalid value for '--batch'" in r.stderr and "minimum 1" in r.stderr

@@ -45,6 +45,10 @@ CASES = {
     "elu": ("2x4x4", "elu 0.7"),
     "sigmoid": ("2x4x4", "sigmoid"),
     "tanh": ("2x4x4", "tanh"),
+    "silu": ("2x4x4", "silu"),
+    "hardsigmoid": ("2x4x4", "conv k=2 f=1 -> hardsigmoid"),
+    "hardswish": ("2x4x4", "conv k=2 f=1 -> hardswish"),
+    "gelu": ("2x4x4", "gelu"),
     "softmax": ("2x3x3", "fc 5 -> softmax"),
     "softmax over map channels": ("3x3x3", "softmax"),
     "dropout": ("2x4x4", "dropout 0.3"),
@@ -57,6 +61,10 @@ CASES = {
     "add projection": ("2x6x6", "add(conv k=3 f=3 s=2 p=1 | conv k=3 f=1 s=2)"),
     "add three": ("2x4x4", "add(relu | tanh | id)"),
     "cat": ("2x5x5", "cat(conv k=2 f=3 p=1 | id | pool 3 s=1 p=1)"),
+    "mul same shape": ("2x4x4", "mul(conv k=2 f=1 | tanh)"),
+    "mul channel scale": ("3x4x4", "mul(id | gap -> conv k=2 f=1 -> relu -> conv k=3 f=1 -> sigmoid)"),
+    "se block": ("4x4x4", "se(4, 2, act=silu, gate=hardsigmoid)"),
+    "mul three": ("2x3x3", "mul(tanh | gap -> sigmoid | id)"),
     "shortcut": ("2x6x6", "add(conv k=4 f=3 s=2 p=1 | shortcut k=4 s=2)"),
 }
 
@@ -118,3 +126,20 @@ def test_fusion_changes_nothing_but_speed():
         np.testing.assert_allclose(fused.backward(dy, True), plain.backward(dy, True), rtol=1e-10, atol=1e-12)
         for name, g in fused.grads().items():
             np.testing.assert_allclose(g, plain.grad(name), rtol=1e-10, atol=1e-12)
+
+
+def test_a_wrong_backward_is_blamed_on_its_layer(monkeypatch):
+    """The check runs the model's own forward and backward loops; a layer whose backward is off
+    by 5% fails at its input gradient while the layer after it passes (the layers before it see
+    the wrong gradient arrive at their output)."""
+    from cnncli.ops.activation import ActivationOp
+
+    right = ActivationOp.backward
+
+    def wrong(self, dy, need):
+        return [g * 1.05 for g in right(self, dy, need)]
+
+    monkeypatch.setattr(ActivationOp, "backward", wrong)
+    results = {r.name: r for r in check(loads("input: 2x5x5\nnet: conv k=3 f=3 -> tanh -> fc 4\n"), entries=6)}
+    assert 0.04 < results["tanh1"].worst < 0.06 and results["tanh1"].worst_where.startswith("d/d conv1")
+    assert results["fc1"].worst < TOLERANCE

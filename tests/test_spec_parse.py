@@ -128,14 +128,23 @@ def test_every_layer_kind_parses():
 def test_train_section_is_validated_and_parsed():
     spec = loads("input: 1x28x28\nnet: fc 10\ntrain:\n  epochs: 3\n  optimizer: sgd lr=0.1 momentum=0.9 nesterov=true\n"
                  "  schedule: multistep 3,6 gamma=0.5\n  augment: [flip, crop 2]\n  val: 0.1\n", "t.yaml")
-    assert spec.train["epochs"] == 3
-    assert spec.train["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
+    assert spec.train.epochs == 3 and spec.train.batch == 64  # the default
+    assert spec.train.optimizer == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
                                        "weight_decay": 0.0, "dampening": 0.0}
-    assert spec.train["schedule"] == {"name": "multistep", "at": (3, 6), "gamma": 0.5}
-    assert spec.train["augment"] == [{"name": "flip", "p": 0.5}, {"name": "crop", "pad": 2}]
+    assert spec.train.schedule == {"name": "multistep", "at": (3, 6), "gamma": 0.5}
+    assert spec.train.augment == [{"name": "flip", "p": 0.5}, {"name": "crop", "pad": 2}]
 
 
 def test_multiline_yaml_chain_and_comments():
     spec = loads("input: 1x28x28  # grey\nnet: >-\n  conv k=4 f=3\n  -> relu\n  -> fc 10\n", "t.yaml")
     assert [n.name for n in spec.nodes] == ["conv1", "relu1", "fc1"]
     assert spec.nodes[1].where.line == 4 and spec.nodes[1].where.column == 6
+
+
+def test_shipped_se_block_and_a_spec_own_block_wins():
+    spec = net("conv k=8 f=3 p=1 -> se(8, 2)", "3x6x6")
+    kinds = [n.kind.name for n in spec.nodes]
+    assert kinds == ["conv", "gap", "conv", "relu", "conv", "sigmoid", "mul"]
+    assert spec.nodes[-1].shape == (8, 6, 6) and spec.total_params == 3 * 9 * 8 + 8 + (8 * 2 + 2) + (2 * 8 + 8)
+    own = net("conv k=8 f=3 p=1 -> se(8, 2)", "3x6x6", "blocks:\n  se(c, r): conv k=$c f=1\n")
+    assert [n.kind.name for n in own.nodes] == ["conv", "conv"]

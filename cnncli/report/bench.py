@@ -7,11 +7,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ..layers.base import describe_shape
+from . import plain
 
 
 def show(r: dict, out: Console) -> None:
     t = Table(box=box.SIMPLE_HEAD if out.is_terminal else box.ASCII2, show_edge=False, pad_edge=False,
-              title=f"{r['name']}: batch {r['batch']}, {r['threads']} threads, mean of {r['steps']} steps",
+              title=plain(f"{r['name']}: batch {r['batch']}, {r['threads']} threads, mean of {r['steps']} steps"),
               title_justify="left")
     for col, justify in (("layer", "left"), ("type", "left"), ("output", "right"), ("forward ms", "right"),
                          ("backward ms", "right"), ("GFLOP/s fwd", "right"), ("bwd", "right"), ("share", "right")):

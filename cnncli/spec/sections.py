@@ -3,15 +3,18 @@ takes the YAML node of one setting and returns its checked value, or raises a Us
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import LayerError, UserError
+from ..errors import LayerError, UserError, printable
 from ..layers import KINDS, lookup
 from ..layers.base import Shape, describe_shape
+from ..limits import MAX_NUMBER_DIGITS
 from .blocks import Block, parse_signature
 from .chain import suggest
+from . import yamlsrc
 from .yamlsrc import Text, type_name
 
 
@@ -23,7 +26,7 @@ def name(node, file: str) -> str:
     return str(node.value)
 
 
-_SHAPE = re.compile(r"^\s*(\d+)\s*[x×,*]\s*(\d+)\s*[x×,*]\s*(\d+)\s*$")
+_SHAPE = re.compile(r"^\s*([0-9]+)\s*[x×,*]\s*([0-9]+)\s*[x×,*]\s*([0-9]+)\s*$")
 
 
 def input_shape(node) -> Shape:
@@ -31,6 +34,9 @@ def input_shape(node) -> Shape:
     dims = None
     if isinstance(value, str):
         m = _SHAPE.match(value)
+        if m and max(len(g) for g in m.groups()) > MAX_NUMBER_DIGITS:
+            raise UserError(f"input {printable(value, 40)} is too large", f"numbers in a spec have at most {MAX_NUMBER_DIGITS} digits",
+                            node.where)
         dims = tuple(int(g) for g in m.groups()) if m else None
     elif isinstance(value, list) and len(value) == 3 and all(
         isinstance(v.value, int) and not isinstance(v.value, bool) for v in value
@@ -86,6 +92,13 @@ def blocks(node) -> dict[str, Block]:
             raise UserError(f"block {block} is defined twice", "give each block its own name", body.where)
         found[block] = Block(block, params, values, chain_texts(body, f"block {block}"), body.where)
     return found
+
+
+@functools.cache
+def shipped_blocks() -> dict[str, Block]:
+    """The blocks in shipped-blocks.yaml (such as `se`), callable from every spec."""
+    path = Path(__file__).with_name("shipped-blocks.yaml")
+    return blocks(yamlsrc.load(path.read_text(encoding="utf-8"), f"cnncli/spec/{path.name}"))
 
 
 def defaults(node) -> dict[str, dict[str, Any]]:
