@@ -157,7 +157,7 @@ def main() -> None:
     from cnncli.bench import blas_kernels, cpu
 
     probe = subprocess.run([sys.executable, str(Path(__file__).with_name("peak_flops.py")), "--json",
-                            "--threads", *map(str, args.threads)], capture_output=True, text=True, check=True)
+                            "--threads", *map(str, args.threads), "--clock", args.clock], capture_output=True, text=True, check=True)
     peak = {r["threads"]: r["fma_gflop_per_s"] for r in json.loads(probe.stdout)}
     workers = {(side, t): subprocess.Popen([sys.executable, __file__, "--worker", side, "--threads", str(t),
                                             "--clock", args.clock],
