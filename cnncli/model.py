@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint, memory
 from .errors import UserError
 from .ops import OPS, Op
 from .ops.base import Fused
@@ -31,6 +32,11 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
+        m = spec.memory(0)
+        memory.require((m["weights"] + m["gradients"] + m["buffers"]) * self.dtype.itemsize // 4,
+                       f"the network {spec.name} ({spec.total_params:,} parameters)",
+                       f"cnn shapes {spec.file} shows its size; use a smaller network")
+        self.checkpoint = None  # set by from_checkpoint
         self.ops: list[Op] = [OPS[node.kind.name](node, self.dtype) for node in spec.nodes]
         if fuse:
             self._fuse()
@@ -100,6 +106,21 @@ class Model:
         else:
             spec = load(source)
         return cls(spec, dtype, seed)
+
+    @classmethod
+    def from_checkpoint(cls, source, fuse: bool = True) -> "Model":
+        """A trained model from a checkpoint (.npz), a run directory (its best checkpoint) or a
+        Checkpoint already loaded. The file is checked before anything large is read (see
+        cnncli.checkpoint.load); its metadata and optimizer state stay on `model.checkpoint`.
+
+            model = Model.from_checkpoint("runs/fashion-tutorial-20261122-101500")
+            model.checkpoint.meta["history"]
+        """
+        ck = source if isinstance(source, checkpoint.Checkpoint) else checkpoint.load(source)
+        model = cls(ck.spec, np.float32, fuse=fuse)
+        ck.restore(model)
+        model.checkpoint = ck
+        return model
 
     # -- parameters and buffers by the stable names of `cnn shapes`
 

@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, memory
 from . import data as datasets
+from .archive import damaged
 from .errors import UserError
-from .spec import Spec, loads
+from .files import check_regular
+from .spec import Spec
 from .spec.train import jsonable, with_overrides
 
 DEFAULTS = {"epochs": 5, "batch": 64, "val": 0.1, "seed": 0}
@@ -71,7 +73,7 @@ def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> 
     if data_override and spec_named and data_override.lower() not in datasets.NAMES and Path(data_override).is_dir():
         name, data_dir = settings["data"], data_override  # --data DIR for the spec's named dataset
     dataset = datasets.resolve(name, data_dir)
-    check_fits(spec, dataset)
+    dataset.check_fits(spec)
     rng = np.random.default_rng([settings["seed"], 999])
     order = rng.permutation(len(dataset.x_train))
     val = settings["val"]
@@ -83,18 +85,6 @@ def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> 
     train_index, val_index = np.sort(order[count:]), np.sort(order[:count])
     mean, std = channel_stats(dataset.x_train[train_index])
     return Prepared(settings, data_override or name, dataset, train_index, val_index, mean, std)
-
-
-def check_fits(spec: Spec, dataset) -> None:
-    if tuple(dataset.shape) != tuple(spec.input):
-        shape = "x".join(map(str, dataset.shape))
-        raise UserError(f"the data ({dataset.source}) has images of {shape}, the spec's input is "
-                        f"{'x'.join(map(str, spec.input))}",
-                        f"set `input: {shape}` in the spec, or use data of the spec's shape")
-    if spec.classes is not None and dataset.y_train.ndim == 1 and dataset.classes > spec.classes:
-        raise UserError(f"the data has {dataset.classes} classes (labels 0-{dataset.classes - 1}), the spec "
-                        f"says classes: {spec.classes}", f"set `classes: {dataset.classes}` and end the net with "
-                        f"fc {dataset.classes}")
 
 
 class Run:
@@ -109,7 +99,8 @@ class Run:
 
         s = self.settings = prepared.settings
         self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
-        self.model = Model(spec, np.float32, seed=s["seed"])
+        memory.require_for(spec, s["batch"], f"training {spec.file}")
+        self.model = Model.from_checkpoint(resume) if resume else Model(spec, np.float32, seed=s["seed"])
         self.loss = losses.from_spec(s, spec.classes)
         self.optimizer = optim.from_spec(s, self.model.flat_params, self.model.flat_grads)
         self.step = TrainStep(self.model, self.loss, self.optimizer)
@@ -282,12 +273,16 @@ class Run:
 
     def _restore(self, ck: checkpoint.Checkpoint) -> None:
         m = ck.meta
-        ck.restore(self.model, self.optimizer)
-        self.optimizer.steps = m["optimizer"]["steps"]
-        self.schedule.state = m["schedule"]
-        self.epoch, self.start_step, self.global_step = m["epoch"], m["step"], m["global_step"]
-        self.best, self.bad_epochs = m["best"], m["bad_epochs"]
-        self.partial, self.history = m["partial_epoch"], m["history"]
+        ck.restore_optimizer(self.optimizer)
+        try:
+            self.optimizer.steps = int(m["optimizer"]["steps"])
+            self.schedule.state = m["schedule"]
+            self.epoch, self.start_step, self.global_step = int(m["epoch"]), int(m["step"]), int(m["global_step"])
+            self.best, self.bad_epochs = m["best"], int(m["bad_epochs"])
+            self.partial, self.history = dict(m["partial_epoch"]), list(m["history"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise damaged(ck.path, "cnncli checkpoint", f"its training state is incomplete ({type(exc).__name__}: "
+                          f"{exc}); it cannot be resumed") from None
 
     def summary(self, seconds: float, stopped_early: bool) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
@@ -339,13 +334,27 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
 def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
     ck = checkpoint.load(Path(run) / "checkpoints" / "last.npz") if Path(run).is_dir() else checkpoint.load(run)
     out = Path(run) if Path(run).is_dir() else ck.path.parent.parent
-    spec = loads(ck.meta["spec"], ck.meta["spec_file"])
-    settings = ck.meta["train"]
+    spec, settings = ck.spec, ck.meta["train"]
     _set_threads(threads or ck.meta.get("threads"))
-    run_info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+    run_info = _run_info(out / "run.json")
     prepared = prepare(spec, settings, run_info.get("data"))
     report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}")
     return Run(spec, prepared, out, report, resume=ck).fit()
+
+
+def _run_info(path: Path) -> dict[str, Any]:
+    """The run directory's run.json (what `cnn train` was given), {} when there is none."""
+    if not path.exists():
+        return {}
+    try:
+        check_regular(path, "run.json file")
+        info = json.loads(path.read_bytes()[:1 << 20].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc})",
+                        "repair it, or delete it and give the data again with --data") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is damaged: it holds no JSON object", "repair it, or delete it")
+    return info
 
 
 def _set_threads(count) -> None:
