@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, memory
 from .errors import UserError
 from .files import check_regular, image_error
-from .spec import loads
 
 
 @dataclass
@@ -34,6 +33,7 @@ class Trained:
     def batches(self, images: np.ndarray, batch: int = 256):
         from .data.augment import Batcher
 
+        memory.require_for(self.model.spec, min(batch, len(images)), f"running {self.path}", training=False)
         norm = self.meta["normalisation"]
         batcher = Batcher(images, norm["mean"], norm["std"], [], 0)
         for start in range(0, len(images), batch):

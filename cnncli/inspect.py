@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import memory
 from .errors import UserError
 
 
@@ -71,6 +72,7 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     if images is not None:
         from .data.augment import Batcher
 
+        memory.require_for(spec, min(batch, len(images)), f"inspecting {target}", training=False)
         batcher = Batcher(images, norm["mean"], norm["std"], [], 0)
         model.forward_internal(batcher(np.arange(min(batch, len(images)))), train=False)
         for node in spec.nodes:

@@ -38,8 +38,6 @@ TOP_LEVEL = {
 }
 
 BYTES_PER_VALUE = 4  # float32
-OPTIMIZER_SLOTS = {"sgd": lambda o: 1 if o.get("momentum") else 0, "adam": lambda o: 2, "adamw": lambda o: 2,
-                   "rmsprop": lambda o: 1 + (1 if o.get("momentum") else 0)}
 
 
 @dataclass
@@ -99,8 +97,9 @@ class Spec:
         raise UserError(f"no layer named '{name}'", f"did you mean {close}?" if close else "see cnn shapes for the names")
 
     def optimizer_slots(self) -> int:
+        """How many parameter-sized arrays the spec's optimizer keeps (its declared state)."""
         opt = self.train.get("optimizer") or {"name": "adam"}
-        return OPTIMIZER_SLOTS[opt["name"]](opt)
+        return len(train_section.OPTIMIZERS[opt["name"]].state(opt))
 
     def memory(self, batch: int) -> dict[str, int]:
         """Estimated bytes of one float32 training step: weights, their gradients, optimizer state,
