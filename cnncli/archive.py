@@ -104,7 +104,7 @@ def open_npz(path: str | Path, what: str, not_zip_hint: str | None = None) -> Ar
     with open(path, "rb") as f:
         start = f.read(4)
     if start[:2] != b"PK":
-        raise UserError(f"{path} is not {_a(what)}: an .npz is a zip archive, and this file is none",
+        raise UserError(f"{path} is not {_a(what)}: an .npz is a zip archive, and this file is not one",
                         not_zip_hint)
     try:
         zf = zipfile.ZipFile(path)

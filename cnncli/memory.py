@@ -67,7 +67,7 @@ def require(need: int, what: str, hint: str | None = None) -> None:
     if free is not None and need > free:
         from .report import human_bytes
 
-        raise UserError(f"{what} needs {human_bytes(need)} of memory; this machine has {human_bytes(free)} available",
+        raise UserError(f"{what} needs {human_bytes(need)} of memory, more than the {human_bytes(free)} available",
                         hint or "use a smaller input, batch or network, or a machine with more memory")
 
 

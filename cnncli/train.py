@@ -99,7 +99,6 @@ class Run:
 
         s = self.settings = prepared.settings
         self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
-        memory.require_for(spec, s["batch"], f"training {spec.file}")
         self.model = Model.from_checkpoint(resume) if resume else Model(spec, np.float32, seed=s["seed"])
         self.loss = losses.from_spec(s, spec.classes)
         self.optimizer = optim.from_spec(s, self.model.flat_params, self.model.flat_grads)
@@ -316,6 +315,7 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
 
     spec = specs.load(spec_path)
     settings = {**DEFAULTS, **with_overrides(spec, options.overrides)}
+    memory.require_for(spec, settings["batch"], f"training {spec.file}")
     _set_threads(options.threads or settings.get("threads"))
     prepared = prepare(spec, settings, options.data)
     out = run_dir(spec, options.out)
@@ -335,6 +335,7 @@ def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
     ck = checkpoint.load(Path(run) / "checkpoints" / "last.npz") if Path(run).is_dir() else checkpoint.load(run)
     out = Path(run) if Path(run).is_dir() else ck.path.parent.parent
     spec, settings = ck.spec, ck.meta["train"]
+    memory.require_for(spec, settings.get("batch", DEFAULTS["batch"]), f"training {spec.file}")
     _set_threads(threads or ck.meta.get("threads"))
     run_info = _run_info(out / "run.json")
     prepared = prepare(spec, settings, run_info.get("data"))
