@@ -34,7 +34,7 @@ class Model:
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
         m = spec.memory(0)
         memory.require((m["weights"] + m["gradients"] + m["buffers"]) * self.dtype.itemsize // 4,
-                       f"the network {spec.name} ({spec.total_params:,} parameters)",
+                       f"the network {spec.file} ({spec.total_params:,} parameters)",
                        f"cnn shapes {spec.file} shows its size; use a smaller network")
         self.checkpoint = None  # set by from_checkpoint
         self.ops: list[Op] = [OPS[node.kind.name](node, self.dtype) for node in spec.nodes]

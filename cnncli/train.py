@@ -339,8 +339,9 @@ def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
     _set_threads(threads or ck.meta.get("threads"))
     run_info = _run_info(out / "run.json")
     prepared = prepare(spec, settings, run_info.get("data"))
-    report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}")
-    return Run(spec, prepared, out, report, resume=ck).fit()
+    resumed = Run(spec, prepared, out, report, resume=ck)
+    report.message(f"resuming {out} at epoch {resumed.epoch + 1}, step {resumed.start_step + 1}")
+    return resumed.fit()
 
 
 def _run_info(path: Path) -> dict[str, Any]:

@@ -143,8 +143,8 @@ def stored(name: str, array: np.ndarray):
     return (name + ".npy", data, 0, zlib.crc32(data), len(data))
 
 
-def bomb(name: str, mebibytes: int):
-    head = npy_header((mebibytes << 20,))
+def bomb(name: str, mebibytes: int, dtype: str = "|u1"):
+    head = npy_header(((mebibytes << 20) // np.dtype(dtype).itemsize,), dtype)
     return (name + ".npy", zeros_deflate(head, mebibytes), 8, 0, len(head) + (mebibytes << 20))
 
 
@@ -153,7 +153,7 @@ def checkpoint_members(run: Path, **replace):
     with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     for key, value in replace.items():
-        key = key.replace("__", "/")
+        key = key.replace("__", "/", 1).replace("__", ".")  # param__fc1__weight -> param/fc1.weight
         if value is None:
             arrays.pop(key)
         else:
@@ -219,16 +219,11 @@ def test_npz_contents_are_checked_where_loaded(run, tmp_path, sample, case, chan
     refused(cli("eval", run, "--data", path), path, *phrases)
 
 
-def test_npz_test_images_of_another_shape_than_the_spec(run, tmp_path):
-    x = np.zeros((20, 3, 32, 32), np.uint8)
-    path = npz(tmp_path / "rgb.npz", x=x, y=np.zeros(20, np.int64), x_test=x, y_test=np.zeros(20, np.int64))
-    refused(cli("eval", run, "--data", path), path, "array 'x_test' has images of 3x32x32, the spec's input is 1x28x28")
-
-
 def test_npz_header_claiming_two_terabytes(run, tmp_path):
     head = npy_header((2 << 40,))
     path = write_zip(tmp_path / "claims.npz", [stored("y", np.zeros(3, np.int64)),
-                                               ("x.npy", head + bytes(100), 0, 0, len(head) + 100)])
+                                               ("x.npy", head + bytes(100), 0, zlib.crc32(head + bytes(100)),
+                                                len(head) + 100)])
     refused(cli("eval", run, "--data", path), path, "array 'x' claims 2199023255552 values of |u1")
 
 
@@ -239,7 +234,7 @@ def test_npz_header_claiming_two_terabytes(run, tmp_path):
     ("pixel", b"3,0,300,0,0\n", ["pixel.csv:2: column 3 is 300, not a pixel value 0-255"]),
     ("label", b"-1,0,0,0,0\n", ["label.csv:2: label -1 is negative"]),
     ("digits", b"1,0,12345678901234567890,0,0\n", ["digits.csv:2: column 3 is a 20-digit number"]),
-    ("utf8", b"1,0,0,\xff\xfe,0\n", ["utf8.csv:2: not UTF-8 text (byte 21 is 0xff)"]),
+    ("utf8", b"1,0,0,\xff\xfe,0\n", ["utf8.csv:2: not UTF-8 text (byte 16 is 0xff)"]),
     ("float", b"1.5,0,0,0,0\n", ["float.csv:2: column 1 ('1.5') is not a whole number"]),
     ("range", b"10,0,0,0,0\n", ["range.csv (labels, column 1): sample 1 has label 10, outside the spec's classes 0-9"]),
 ])
@@ -274,7 +269,8 @@ def test_corrupt_idx_says_what_is_wrong(run, tmp_path, sample, case):
     file = "train-images-idx3-ubyte"
     if case == "huge-claim":  # a damaged count: 4,278,190,280 images
         folder, phrase = idx_folder(tmp_path, images[:4] + b"\xff" + images[5:], labels), \
-            "is truncated: its header claims 4278190280x28x28 values (2,458,738,765,056 bytes), the file holds 156,800"
+            ("is damaged: its header claims 4278190280x28x28 values (3,354,101,179,520 bytes), the file holds "
+                    "156,800 bytes")
     elif case == "dimensions":
         folder, phrase = idx_folder(tmp_path, images[:3] + b"\x63" + images[4:], labels), "claims 99 dimensions"
     elif case == "magic":
@@ -316,7 +312,7 @@ def test_a_spec_where_a_run_is_expected(tmp_path):
     ("no-meta", "is not a cnncli checkpoint (it has no metadata)"),
     ("text-param", "array 'param/fc1.weight' has dtype <U1 (text), not numbers"),
     ("int-param", "array 'param/fc1.weight' has dtype <i8, not floating point"),
-    ("short-param", "its param arrays hold 3,554 values, the spec stored in it implies 3,604"),
+    ("short-param", "its param arrays hold 2,024 values, the spec stored in it implies 2,074"),
     ("std-zero", "its normalisation 'std' is not 1 finite number(s) above 0"),
     ("bad-spec", "the spec stored in the checkpoint does not load"),
     ("truncated", "zip directory is missing or damaged"),
@@ -408,10 +404,10 @@ def test_npz_bomb_is_refused_from_its_headers(tmp_path):
 
 def test_checkpoint_bomb_is_refused_from_its_headers(run, tmp_path):
     arrays = checkpoint_members(run)
-    members = [stored(k, v) for k, v in arrays.items() if k != "param/fc1.weight"] + [bomb("param/fc1.weight", 3 << 10)]
+    members = [stored(k, v) for k, v in arrays.items() if k != "param/fc1.weight"] + [bomb("param/fc1.weight", 3 << 10, "<f4")]
     path = write_zip(tmp_path / "bomb.npz", members)
     result = child("eval", path, limit=16 << 30)  # enough memory for the bomb: the spec's sizes refuse it
-    refused(result, path, "array 'param/fc1.weight' claims 3221225472 values")
+    refused(result, path, "its param arrays hold 805,306,482 values, the spec stored in it implies 2,074")
     result = child("eval", path)
     refused(result, path, "its arrays needs 3 GiB of memory")
 
@@ -441,7 +437,7 @@ def test_huge_networks_are_refused_with_the_estimate(tmp_path):
     huge.write_text("input: 1x100000x100000\nclasses: 10\nnet: conv k=4 f=3 -> gap -> fc 10\n")
     refused(child("bench", huge), huge, "benchmarking", "at batch 64 needs 18.6 TiB")
     refused(child("gradcheck", huge), huge, "checking gradients", "at batch 2 needs 1.16 TiB")
-    code, out, err, _ = child("shapes", huge)  # allocates nothing, so it answers
+    code, out, err = cli("shapes", huge)  # allocates nothing, so it answers
     assert code == 0 and "activations and their gradients 18.6 TiB" in out
 
 

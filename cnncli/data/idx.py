@@ -43,9 +43,10 @@ def read_idx(path: str | Path) -> np.ndarray:
             claim = f"its header claims {'x'.join(map(str, shape))} values ({nbytes:,} bytes)"
             if not compressed:
                 held = path.stat().st_size - 4 - 4 * ndim
-                if held != nbytes:
-                    raise UserError(f"{path} is {'truncated' if held < nbytes else 'too long'}: {claim}, the file "
-                                    f"holds {held:,} bytes after the header", "download or copy the file again")
+                if held != nbytes:  # a claim far beyond the file is a damaged header, not a short file
+                    what = "too long" if held > nbytes else "truncated" if nbytes <= 2 * held else "damaged"
+                    raise UserError(f"{path} is {what}: {claim}, the file holds {held:,} bytes after the header",
+                                    "download or copy the file again")
             memory.require(nbytes, f"{path} ({claim})", "the file is damaged, or too big for this machine")
             raw = np.empty(nbytes, np.uint8)
             view, filled = memoryview(raw), 0
