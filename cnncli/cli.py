@@ -13,8 +13,10 @@ from typing import Optional
 
 import typer
 
-from . import __version__
+from . import __version__, cliparams
 from .errors import UserError
+
+cliparams.install()
 
 app = typer.Typer(
     name="cnn",

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,26 @@ def test_no_color_and_version():
     r = cnn("shapes", TUTORIAL, env={"NO_COLOR": "1", "TERM": "xterm"})
     assert "\x1b[" not in r.stdout
     assert cnn("--version").stdout.startswith("cnncli ")
+
+
+def test_option_values_are_checked_without_pydantic():
+    pytest.importorskip("typer._coercion", reason="this typer converts values through click, not pydantic")
+    from typer._click.exceptions import BadParameter
+
+    from cnncli import cliparams
+    from cnncli.cliparams import convert, light
+    from typer.models import OptionInfo
+
+    assert convert(int, OptionInfo(min=1), "3") == 3 and convert(float, OptionInfo(), "1e-3") == 0.001
+    assert convert(bool, OptionInfo(), "yes") is True and convert(Path, OptionInfo(), "a/b") == Path("a/b")
+    for annotation, info, value, message in ((int, OptionInfo(min=1), "0", "0 is less than the minimum 1"),
+                                             (int, OptionInfo(), "x", "'x' is not an integer"),
+                                             (float, OptionInfo(max=1.0), "2", "2.0 is more than the maximum 1.0"),
+                                             (float, OptionInfo(), "nan", "'nan' is not a finite number")):
+        with pytest.raises(BadParameter, match=message):
+            convert(annotation, info, value)
+    assert not light(list[str], OptionInfo()) and not light(Path, OptionInfo(exists=True))
+    assert not light(str, OptionInfo(parser=str))
+    cliparams.install()  # twice is once
+    r = cnn("shapes", TUTORIAL, "--batch", "0")
+    assert r.returncode == 2 and "Invalid value for '--batch'" in r.stderr and "minimum 1" in r.stderr

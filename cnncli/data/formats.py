@@ -10,14 +10,13 @@ import numpy as np
 from ..archive import open_npz
 from ..errors import UserError
 from ..files import check_regular, image_error, read_bounded
+from .dataset import Dataset
 from .idx import read_idx
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 def load_path(path: Path):
-    from . import Dataset
-
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".npz":
@@ -58,8 +57,6 @@ def _images_nchw(x: np.ndarray, origin: str) -> np.ndarray:
 
 
 def _idx_dir(path: Path, files):
-    from . import Dataset
-
     train_x = _pick(files, "train", "images-idx3")
     train_y = _pick(files, "train", "labels-idx1")
     test_x = _pick(files, "t10k", "images-idx3") or _pick(files, "test", "images-idx3")
@@ -102,8 +99,6 @@ def _cifar_file(path: Path):
 
 
 def _cifar_dir(path: Path, files):
-    from . import Dataset
-
     train = [f for f in files if f.name.startswith("data_batch") or f.name == "train.bin"]
     test = [f for f in files if f.name.startswith("test_batch") or f.name == "test.bin"]
     parts = [_cifar_file(f) for f in train]
@@ -121,8 +116,6 @@ def _cifar_dir(path: Path, files):
 
 
 def _npz(path: Path):
-    from . import Dataset
-
     with open_npz(path, ".npz data file", "np.savez(path, x=images, y=labels) writes one") as archive:
         if "x" not in archive.entries or "y" not in archive.entries:
             raise UserError(f"{path}: needs arrays 'x' and 'y', found {', '.join(archive.entries) or 'none'}",
@@ -137,8 +130,6 @@ def _npz(path: Path):
 
 
 def _csv_pair(path: Path):
-    from . import Dataset
-
     x, y = _csv(path)
     xt = yt = None
     sibling = path.with_name(path.name.replace("train", "test")) if "train" in path.name else None
@@ -223,8 +214,6 @@ def _csv_error(path: Path, text: str, header: int) -> UserError:
 
 
 def _image_folders(path: Path):
-    from . import Dataset
-
     train_dir, test_dir = path / "train", path / "test"
     if train_dir.is_dir():
         x, y, names = _folder(train_dir, None)
