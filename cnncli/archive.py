@@ -20,7 +20,7 @@ import numpy as np
 
 from . import memory
 from .errors import UserError
-from .files import check_regular
+from .files import check_regular, read_exactly
 
 # what goes wrong inside zipfile and numpy's .npy reader on a damaged file
 DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError,
@@ -62,14 +62,7 @@ class Archive:
         try:
             with self._zip.open(entry.info) as f:
                 _read_header(f)
-                raw = np.empty(entry.nbytes, np.uint8)
-                view = memoryview(raw)
-                filled = 0
-                while filled < entry.nbytes:
-                    got = f.readinto(view[filled : filled + (1 << 22)])
-                    if not got:
-                        break
-                    filled += got
+                raw, filled = read_exactly(f, entry.nbytes)
         except DAMAGE as exc:
             raise damaged(self.path, self.what, f"array '{name}' cannot be read ({_reason(exc)})") from None
         if filled != entry.nbytes:

@@ -45,6 +45,21 @@ def open_maybe_gzip(path: Path, what: str):
     return f
 
 
+def read_exactly(f, nbytes: int):
+    """Up to `nbytes` from stream `f`, in 4 MiB pieces straight into one uint8 array (never more, and
+    never a second copy); returns the array and how many bytes arrived."""
+    import numpy as np
+
+    raw = np.empty(nbytes, np.uint8)
+    view, filled = memoryview(raw), 0
+    while filled < nbytes:
+        got = f.readinto(view[filled : filled + (1 << 22)])
+        if not got:
+            break
+        filled += got
+    return raw, filled
+
+
 def read_bounded(path: Path, what: str, expansion: float = 1.0) -> bytes:
     """The whole (decompressed) file, refused before it outgrows the memory: `expansion` is how many
     bytes of memory each byte of it takes once parsed. Decompression stops at that bound."""

@@ -446,3 +446,15 @@ def test_checkpoint_of_a_network_too_big_for_memory(run, tmp_path):
     path = with_meta(run, tmp_path / "big.npz", {**meta, "spec": "input: 1x28x28\nclasses: 10\n"
                                                  "net: fc 100000000 -> fc 10\n"})
     refused(child("eval", path), path, "the network stored in it (79,500,000,010 parameters)", "of memory")
+
+
+def test_regression_targets_must_match_the_outputs(tmp_path, sample):
+    spec = tmp_path / "reg.yaml"
+    spec.write_text("input: 1x28x28\noutput: 2\nnet: fc 2\ntrain:\n  loss: mse\n")
+    path = npz(tmp_path / "reg.npz", x=sample[0], y=np.zeros((200, 3), np.float32))
+    refused(cli("train", spec, "--data", path, "--out", tmp_path / "run"), path,
+            "array 'y' has 3 target value(s) per sample, the spec has 2 output(s)")
+    y = np.zeros((200, 2), np.float32)
+    y[150, 1] = np.nan
+    npz(path, x=sample[0], y=y)
+    refused(cli("train", spec, "--data", path, "--out", tmp_path / "run"), path, "array 'y': sample 150 holds nan")

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import memory
 from ..errors import UserError
-from ..files import open_maybe_gzip
+from ..files import open_maybe_gzip, read_exactly
 
 _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
@@ -48,14 +48,10 @@ def read_idx(path: str | Path) -> np.ndarray:
                     raise UserError(f"{path} is {what}: {claim}, the file holds {held:,} bytes after the header",
                                     "download or copy the file again")
             memory.require(nbytes, f"{path} ({claim})", "the file is damaged, or too big for this machine")
-            raw = np.empty(nbytes, np.uint8)
-            view, filled = memoryview(raw), 0
-            while filled < nbytes:
-                got = f.readinto(view[filled : filled + (1 << 22)])
-                if not got:
-                    raise UserError(f"{path} is truncated: {claim}, the {'decompressed ' if compressed else ''}"
-                                    f"data ends after {filled:,}", "download or copy the file again")
-                filled += got
+            raw, filled = read_exactly(f, nbytes)
+            if filled < nbytes:
+                raise UserError(f"{path} is truncated: {claim}, the {'decompressed ' if compressed else ''}"
+                                f"data ends after {filled:,}", "download or copy the file again")
             if f.read(1):
                 raise UserError(f"{path} is too long: {claim}, the decompressed data goes on beyond them",
                                 "download or copy the file again")
