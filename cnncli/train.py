@@ -25,6 +25,7 @@ from . import data as datasets
 from .archive import damaged
 from .errors import UserError
 from .files import check_regular
+from .report import tensorboard_log
 from .spec import Spec
 from .spec.train import jsonable, with_overrides
 
@@ -49,6 +50,7 @@ class Options:
     out: Path | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     threads: int | None = None
+    tensorboard_every: int | None = None  # log to RUN/tensorboard, the step loss every N steps
 
 
 @dataclass
@@ -90,7 +92,8 @@ def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> 
 class Run:
     """One training run: model, optimizer, schedule, data, and the run directory's files."""
 
-    def __init__(self, spec: Spec, prepared: Prepared, out: Path, report, resume: checkpoint.Checkpoint | None = None):
+    def __init__(self, spec: Spec, prepared: Prepared, out: Path, report, resume: checkpoint.Checkpoint | None = None,
+                 log=None):
         from . import losses, optim
         from .data.augment import Batcher
         from .model import Model
@@ -99,6 +102,7 @@ class Run:
 
         s = self.settings = prepared.settings
         self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
+        self.log = log  # a TensorBoardLog, or None
         self.model = Model.from_checkpoint(resume) if resume else Model(spec, np.float32, seed=s["seed"])
         self.loss = losses.from_spec(s, spec.classes)
         self.optimizer = optim.from_spec(s, self.model.flat_params, self.model.flat_grads)
@@ -142,6 +146,8 @@ class Run:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.log is not None:
+                self.log.close()
 
     def _fit(self, caught: list[int]) -> dict[str, Any]:
         s = self.settings
@@ -166,6 +172,8 @@ class Run:
                         + (f"The last good checkpoint is kept: {kept}" if kept.exists()
                            else "No epoch had finished, so there is no checkpoint."))
                 self.global_step += 1
+                if self.log is not None:
+                    self.log.step(self.global_step, loss)
                 p = self.partial
                 p["loss"] += loss * len(index)
                 p["correct"] += correct
@@ -209,6 +217,8 @@ class Run:
             if val_acc is not None:
                 row["val_acc"] = val_acc
         self.history.append(row)
+        if self.log is not None:
+            self.log.epoch(row, self.model)
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.schedule.epoch_end(row.get(self.monitor), HIGHER_IS_BETTER[self.monitor])
         value = row.get(self.monitor)
@@ -316,6 +326,8 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     spec = specs.load(spec_path)
     settings = {**DEFAULTS, **with_overrides(spec, options.overrides)}
     memory.require_for(spec, settings["batch"], f"training {spec.file}")
+    if options.tensorboard_every:
+        tensorboard_log.require()
     _set_threads(options.threads or settings.get("threads"))
     prepared = prepare(spec, settings, options.data)
     out = run_dir(spec, options.out)
@@ -325,10 +337,14 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     checkpoint.write_text_atomic(out / "spec.yaml", spec.source)
     checkpoint.write_text_atomic(out / "run.json", json.dumps({
         "spec_file": str(spec_path), "data": options.data, "settings": jsonable(settings),
-        "threads": _threads()}, indent=2) + "\n")
+        "threads": _threads(), "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
     report.message(f"data: {prepared.dataset.source}")
     report.message(f"run directory: {out}")
-    return Run(spec, prepared, out, report).fit()
+    return Run(spec, prepared, out, report, log=_tensorboard(out, spec, options.tensorboard_every)).fit()
+
+
+def _tensorboard(out: Path, spec: Spec, every: int | None):
+    return tensorboard_log.TensorBoardLog(out / "tensorboard", spec.source, every) if every else None
 
 
 def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
@@ -339,7 +355,8 @@ def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
     _set_threads(threads or ck.meta.get("threads"))
     run_info = _run_info(out / "run.json")
     prepared = prepare(spec, settings, run_info.get("data"))
-    resumed = Run(spec, prepared, out, report, resume=ck)
+    log = _tensorboard(out, spec, run_info.get("tensorboard_every"))  # a logged run goes on logging
+    resumed = Run(spec, prepared, out, report, resume=ck, log=log)
     report.message(f"resuming {out} at epoch {resumed.epoch + 1}, step {resumed.start_step + 1}")
     return resumed.fit()
 
