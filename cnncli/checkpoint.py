@@ -133,7 +133,7 @@ def load(path: str | Path) -> Checkpoint:
         except UserError as exc:
             raise UserError(f"{path}: the spec stored in the checkpoint does not load: {exc}",
                             "the checkpoint comes from another cnncli version or is damaged") from None
-        memory.require(archive.nbytes + model_bytes(spec), f"{path}: the network stored in it "
+        memory.require(archive.nbytes + memory.model_bytes(spec), f"{path}: the network stored in it "
                        f"({spec.total_params:,} parameters) with the checkpoint's arrays",
                        f"cnn shapes shows the network's figures; use a machine with more memory")
         _check_sizes(archive, spec)
@@ -174,12 +174,6 @@ def _meta(archive) -> dict[str, Any]:
             raise damaged(path, "cnncli checkpoint", f"its normalisation '{key}' is not {channels} finite number(s)"
                           + (" above 0" if key == "std" else ""))
     return meta
-
-
-def model_bytes(spec) -> int:
-    """What building the spec's model allocates: weights, their gradients and buffers (cnn shapes' figures)."""
-    m = spec.memory(0)
-    return m["weights"] + m["gradients"] + m["buffers"]
 
 
 def _check_sizes(archive, spec) -> None:

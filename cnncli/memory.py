@@ -71,11 +71,17 @@ def require(need: int, what: str, hint: str | None = None) -> None:
                         hint or "use a smaller input, batch or network, or a machine with more memory")
 
 
+def model_bytes(spec, value_bytes: int = 4) -> int:
+    """What building the spec's model allocates: weights, their gradients and buffers (cnn shapes' figures)."""
+    m = spec.memory(0)
+    return (m["weights"] + m["gradients"] + m["buffers"]) * value_bytes // 4
+
+
 def require_for(spec, batch: int, what: str, training: bool = True, value_bytes: int = 4) -> None:
     """Refuse to run `spec` at `batch` when the estimate `cnn shapes` prints does not fit: a training
     step (weights, gradients, optimizer state, buffers, activations and their gradients), or for
     inference the weights, gradients and buffers a model holds plus the activations of one forward."""
     m = spec.memory(batch)
-    need = m["total"] if training else m["weights"] + m["gradients"] + m["buffers"] + m["activations"] // 2
-    require(need * value_bytes // 4, f"{what} at batch {batch}",
+    need = (m["total"] if training else model_bytes(spec) + m["activations"] // 2) * value_bytes // 4
+    require(need, f"{what} at batch {batch}",
             f"cnn shapes {spec.file} --batch {batch} shows the estimate; use a smaller input, batch or network")

@@ -33,8 +33,7 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
-        m = spec.memory(0)
-        memory.require((m["weights"] + m["gradients"] + m["buffers"]) * self.dtype.itemsize // 4,
+        memory.require(memory.model_bytes(spec, self.dtype.itemsize),
                        f"the network {spec.file} ({spec.total_params:,} parameters)",
                        f"cnn shapes {spec.file} shows its size; use a smaller network")
         self.checkpoint = None  # set by from_checkpoint
