@@ -367,7 +367,8 @@ def _run_info(path: Path) -> dict[str, Any]:
         return {}
     try:
         check_regular(path, "run.json file")
-        info = json.loads(path.read_bytes()[:1 << 20].decode("utf-8"))
+        with open(path, "rb") as f:
+            info = json.loads(f.read(1 << 20).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc})",
                         "repair it, or delete it and give the data again with --data") from None

@@ -110,8 +110,10 @@ def _cifar_dir(path: Path, files):
         xt, yt = np.concatenate([p[0] for p in tparts]), np.concatenate([p[1] for p in tparts])
     names = None
     meta = path / "batches.meta.txt"
-    if meta.exists():
-        names = [line.strip() for line in meta.read_text().splitlines() if line.strip()]
+    if meta.is_file():  # class names, one a line; a damaged byte must not stop the data from loading
+        with open(meta, "rb") as f:
+            text = f.read(1 << 20).decode("utf-8", "replace")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     return Dataset(path.name, str(path), x, y, xt, yt, names)
 
 
