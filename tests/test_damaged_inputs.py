@@ -458,3 +458,10 @@ def test_regression_targets_must_match_the_outputs(tmp_path, sample):
     y[150, 1] = np.nan
     npz(path, x=sample[0], y=y)
     refused(cli("train", spec, "--data", path, "--out", tmp_path / "run"), path, "array 'y': sample 150 holds nan")
+
+
+def test_csv_with_quotes_and_header_still_loads(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text('"label","p1","p2","p3","p4"\n"3","0","10","20","255"\n\n1,5,5,5,5\n')
+    d = resolve(str(path))
+    assert d.y_train.tolist() == [3, 1] and d.x_train[0, 0].tolist() == [[0, 10], [20, 255]]

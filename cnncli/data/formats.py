@@ -154,10 +154,11 @@ def _csv(path: Path):
         raise UserError(f"{path}:{line}: not UTF-8 text (byte {exc.start:,} is 0x{raw[exc.start]:02x})",
                         "save the CSV as UTF-8 or plain ASCII") from None
     del raw
-    lines = text.split("\n", 1)
-    header = 0 if lines[0].split(",")[0].strip().lstrip("-").isdigit() else 1
+    first = text[: text.find("\n")].split(",")[0].strip().strip('"')
+    header = 0 if first.lstrip("-").isdigit() else 1
     try:
-        data = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.int64, ndmin=2, skiprows=header)
+        data = np.loadtxt(io.StringIO(text), delimiter=",", quotechar='"', dtype=np.int64, ndmin=2,
+                          skiprows=header)
     except ValueError:
         raise _csv_error(path, text, header) from None
     if data.size == 0:
@@ -204,7 +205,7 @@ def _csv_error(path: Path, text: str, header: int) -> UserError:
                              "each row is a label followed by the same number of pixel values")
         for column, value in enumerate(values, start=1):
             try:
-                number_value = int(value)
+                number_value = int(value.strip().strip('"'))
             except ValueError:
                 shown = value.strip()[:20].encode("unicode_escape").decode("ascii")
                 return UserError(f"{path}:{number}: column {column} ('{shown}') is not a whole number",
