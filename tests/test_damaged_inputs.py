@@ -465,3 +465,13 @@ def test_csv_with_quotes_and_header_still_loads(tmp_path):
     path.write_text('"label","p1","p2","p3","p4"\n"3","0","10","20","255"\n\n1,5,5,5,5\n')
     d = resolve(str(path))
     assert d.y_train.tolist() == [3, 1] and d.x_train[0, 0].tolist() == [[0, 10], [20, 255]]
+
+
+def test_a_fifo_among_images_is_skipped_not_opened(run, tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    folder = tmp_path / "images"
+    (folder / "cat").mkdir(parents=True)
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(folder / "cat" / "a.png")
+    os.mkfifo(folder / "cat" / "b.png")
+    code, out, err, seconds = child("eval", run, "--data", folder, "--json", timeout=90)
+    assert code == 0 and json.loads(out)["samples"] == 1, err

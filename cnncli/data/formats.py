@@ -237,7 +237,7 @@ def _folder(path: Path, names):
     images, labels, size = [], [], None
     for label, cls in enumerate(classes):
         for file in sorted((path / cls).iterdir()) if (path / cls).is_dir() else []:
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
+            if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():  # no FIFOs or devices
                 continue
             try:
                 with Image.open(file) as img:
