@@ -111,8 +111,6 @@ def load(path: str | Path) -> Checkpoint:
     """Read a checkpoint (or a run directory's best, else last) and check it before anything large
     is decompressed: a zip of numeric arrays, metadata with a spec that loads, array sizes that are
     the ones the spec implies, and memory for them and the network."""
-    from .spec import loads
-
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "checkpoints" / "best.npz", path / "checkpoints" / "last.npz", path / "last.npz"):
@@ -128,17 +126,30 @@ def load(path: str | Path) -> Checkpoint:
         raise UserError(f"no such checkpoint: {path}", "give a run directory (runs/...) or a .npz checkpoint")
     with open_npz(path, "cnncli checkpoint", "a checkpoint is checkpoints/best.npz or last.npz of a run") as archive:
         meta = _meta(archive)
-        try:
-            spec = loads(meta["spec"], meta.get("spec_file") if isinstance(meta.get("spec_file"), str) else str(path))
-        except UserError as exc:
-            raise UserError(f"{path}: the spec stored in the checkpoint does not load: {exc}",
-                            "the checkpoint comes from another cnncli version or is damaged") from None
+        spec = _spec(path, meta)
         memory.require(archive.nbytes + memory.model_bytes(spec), f"{path}: the network stored in it "
                        f"({spec.total_params:,} parameters) with the checkpoint's arrays",
                        f"cnn shapes shows the network's figures; use a machine with more memory")
         _check_sizes(archive, spec)
         arrays = {name: archive.read(name) for name in archive.entries if name != "meta"}
     return Checkpoint(path, meta, arrays, spec)
+
+
+def _spec(path: Path, meta: dict[str, Any]):
+    """The network the checkpoint was trained with, parsed again; a spec that no longer parses
+    (saved by another cnncli version, or edited) is reported as the checkpoint's problem."""
+    from .spec import loads
+
+    try:
+        return loads(meta["spec"], meta["spec_file"] if isinstance(meta.get("spec_file"), str) else str(path))
+    except UserError as exc:
+        saved = meta.get("cnncli")
+        place = f"{exc.where}: " if exc.where else ""
+        raise UserError(f"{path}: the network stored in this checkpoint no longer parses"
+                        + (f" (saved by cnncli {saved}, this is {__version__})" if saved != __version__ else "")
+                        + f": {place}{exc.message}",
+                        "evaluate or resume it with the cnncli version that saved it, or fix the spec and train "
+                        "again (the spec is also in the run directory as spec.yaml)") from None
 
 
 def _meta(archive) -> dict[str, Any]:
@@ -190,7 +201,7 @@ def _check_sizes(archive, spec) -> None:
             raise damaged(archive.path, "cnncli checkpoint", f"array '{name}' has dtype {entry.dtype.str}, "
                           "not floating point")
         count = prod(entry.shape)
-        if group == "optim" and count != spec.total_params:
+        if group == "optim" and count > spec.total_params:  # fewer when layers were frozen
             raise damaged(archive.path, "cnncli checkpoint", f"optimizer state '{name}' holds {count:,} values, the "
                           f"network has {spec.total_params:,} parameters")
         if group in found:

@@ -46,7 +46,7 @@ class Trained:
         out = []
         m = self.model
         for _, x in self.batches(images):
-            m.forward_internal(x, train=False)
+            m.infer_internal(x)
             y = m.output_of(m.logits_node)
             out.append(y.reshape(y.shape[0], -1).T.astype(np.float64))
         y = np.concatenate(out)

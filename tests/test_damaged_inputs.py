@@ -314,7 +314,7 @@ def test_a_spec_where_a_run_is_expected(tmp_path):
     ("int-param", "array 'param/fc1.weight' has dtype <i8, not floating point"),
     ("short-param", "its param arrays hold 2,024 values, the spec stored in it implies 2,074"),
     ("std-zero", "its normalisation 'std' is not 1 finite number(s) above 0"),
-    ("bad-spec", "the spec stored in the checkpoint does not load"),
+    ("bad-spec", "the network stored in this checkpoint no longer parses"),
     ("truncated", "zip directory is missing or damaged"),
 ])
 def test_damaged_checkpoints(run, tmp_path, case, phrase):

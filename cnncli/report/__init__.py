@@ -6,6 +6,9 @@ import os
 import sys
 
 from rich.console import Console
+from rich.text import Text
+
+from ..errors import printable
 
 
 def console(stderr: bool = False) -> Console:
@@ -15,6 +18,11 @@ def console(stderr: bool = False) -> Console:
     width = None if is_tty or os.environ.get("COLUMNS") else 200
     return Console(file=stream, width=width, highlight=False, soft_wrap=not is_tty and stderr,
                    no_color=bool(os.environ.get("NO_COLOR")) or None)
+
+
+def plain(text: object, limit: int | None = None) -> Text:
+    """Input shown in a table or title: escaped (errors.printable) and never read as rich markup."""
+    return Text(printable(text, limit))
 
 
 def human(n: float, unit: str = "") -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .network import Spec
@@ -10,11 +10,11 @@ if TYPE_CHECKING:
 BYTES_PER_VALUE = 4  # float32
 
 
-def optimizer_slots(train: dict[str, Any]) -> int:
+def optimizer_slots(train) -> int:
     """Arrays of the parameters' size the spec's optimizer keeps: its declared state (Adam: 2, plain SGD: 0)."""
     from .train import OPTIMIZERS
 
-    opt = train.get("optimizer") or {"name": "adam"}
+    opt = train.optimizer or {"name": "adam"}
     return len(OPTIMIZERS[opt["name"]].state(opt))
 
 
@@ -26,7 +26,7 @@ def train_step_bytes(spec: Spec, batch: int) -> dict[str, int]:
         "batch": batch,
         "weights": params * BYTES_PER_VALUE,
         "gradients": params * BYTES_PER_VALUE,
-        "optimizer_state": optimizer_slots(spec.train) * params * BYTES_PER_VALUE,
+        "optimizer_state": optimizer_slots(spec.train) * spec.trainable_params * BYTES_PER_VALUE,
         "buffers": spec.buffers * BYTES_PER_VALUE,
         "activations": 2 * batch * spec.activations_per_sample * BYTES_PER_VALUE,
     }
