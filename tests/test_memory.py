@@ -25,7 +25,7 @@ NET = "input: 1x8x8\nclasses: 3\nnet: conv k=2 f=3 -> bn -> relu -> fc 3\n"
 ])
 def test_optimizer_state_is_what_shapes_counts_and_checkpoints_store(tmp_path, optimizer, slots):
     spec = loads(NET + f"train:\n  optimizer: {optimizer}\n")
-    settings = dict(spec.train["optimizer"])
+    settings = dict(spec.train.optimizer)
     name = settings.pop("name")
     assert OPTIMIZERS[name].state(settings) == slots
     model = Model(spec)
