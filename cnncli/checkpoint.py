@@ -70,6 +70,12 @@ class Checkpoint:
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], spec=None):
         self.path, self.meta, self.arrays, self.spec = path, meta, arrays, spec
 
+    def spec_with_input(self, input_shape: str):
+        """The stored network with its input replaced (e.g. "3x64x64"), for exports at another size."""
+        from .spec import loads
+
+        return loads(self.meta["spec"], self.spec.file, input_shape=input_shape)
+
     def restore(self, model) -> None:
         """Load weights and buffers into a model built from the same spec."""
         wanted = {**{f"param/{k}": v for k, v in model.params().items()},
