@@ -44,6 +44,13 @@ def _count(text: str | None, option: str) -> int | None:
     return int(float(m.group(1).replace("_", "").replace(",", "")) * scale)
 
 
+SPEC_HELP = "A spec file (YAML), or a shipped network's name (see cnn zoo)."
+
+
+def _input_option():
+    return typer.Option(None, "--input", help="Replace the spec's input, C x H x W, e.g. 3x64x64 (smaller is faster).")
+
+
 def _version(value: bool) -> None:
     if value:
         from .kernel_cache import kernel_cache_dir
@@ -60,15 +67,17 @@ def main(
     """Check, train and inspect convolutional networks written as a few lines of YAML."""
 
 
-@app.command(epilog="Example: cnn shapes architectures/fashion-tutorial.yaml --batch 64\n\n"
-             "CI gate: cnn shapes arch.yaml --strict --max-params 5M --json > shapes.json")
+@app.command(epilog="Example: cnn shapes fashion-tutorial --batch 64\n\n"
+             "A big network on small images: cnn shapes resnet-50 --input 3x64x64\n\n"
+             "CI gate: cnn shapes resnet-20-cifar --strict --max-params 5M --json > shapes.json")
 def shapes(
-    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
     strict: bool = typer.Option(False, "--strict", help="Make warnings (input dropped by flooring) errors."),
     batch: int = typer.Option(64, "--batch", min=1, help="Batch size for the training-memory estimate."),
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Exit 1 if the parameters exceed N (e.g. 5M)."),
     max_macs: Optional[str] = typer.Option(None, "--max-macs", help="Exit 1 if the MACs per sample exceed N (e.g. 2G)."),
+    input_shape: Optional[str] = _input_option(),
 ) -> None:
     """Check a spec and show every layer's output shape, parameters, MACs and receptive field.
 
@@ -81,7 +90,7 @@ def shapes(
     try:
         limits = {"parameters": (_count(max_params, "--max-params"), "--max-params"),
                   "MACs per sample": (_count(max_macs, "--max-macs"), "--max-macs")}
-        net = specs.load(spec, strict=strict)
+        net = specs.load(spec, strict=strict, input_shape=input_shape)
     except UserError as exc:
         _fail(exc)
     err = console(stderr=True)
@@ -99,6 +108,25 @@ def shapes(
             over = True
     if over:
         raise typer.Exit(1)
+
+
+@app.command(epilog="Example: cnn zoo --json")
+def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the networks shipped with cnncli: give their name wherever a spec file is expected."""
+    from . import zoo as shipped
+    from .report import console
+    from .report import zoo as report
+
+    try:
+        networks = shipped.catalogue()
+    except UserError as exc:
+        _fail(exc)
+    if json_out:
+        sys.stdout.write(json.dumps(networks, indent=2) + "\n")
+    else:
+        report.show(networks, console())
+        console(stderr=True).print("give a name wherever a spec file is expected, e.g. cnn shapes resnet-50",
+                                   markup=False)
 
 
 @app.command(epilog="Example: cnn layers conv")
@@ -130,7 +158,7 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 @app.command(epilog="Example: cnn train architectures/fashion-tutorial.yaml --epochs 2\n\n"
              "Resume: cnn train --resume runs/fashion-tutorial-20261122-101500")
 def train(
-    spec: Optional[Path] = typer.Argument(None, help="The spec file (YAML); not needed with --resume.", show_default=False),
+    spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Not needed with --resume.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (overrides train.data)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training set."),
     batch: Optional[int] = typer.Option(None, "--batch", min=2, help="Samples per step."),
@@ -244,7 +272,7 @@ def predict(
 @app.command(epilog="Example: cnn inspect runs/fashion-tutorial-20261122-101500 --layer relu2 --png pictures/\n\n"
              "A bare spec: cnn inspect architectures/lenet-5.yaml --data fashion-mnist-sample")
 def inspect(
-    target: Path = typer.Argument(..., help="A run directory, a .npz checkpoint, or a spec (.yaml).", show_default=False),
+    target: Path = typer.Argument(..., help="A run directory, a .npz checkpoint, a spec (.yaml) or a shipped network's name.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Data for activation statistics and feature maps."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Show this layer's feature maps (default: the first conv)."),
     sample: int = typer.Option(0, "--sample", min=0, help="Which test sample's feature maps to show."),
@@ -276,12 +304,12 @@ def inspect(
 
 @app.command(epilog="Example: cnn bench architectures/fashion-tutorial.yaml --batch 64")
 def bench(
-    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     batch: int = typer.Option(64, "--batch", min=1, help="Samples per step."),
     steps: int = typer.Option(20, "--steps", min=1, help="Timed steps (after warm-up)."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed steps first."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads (default: CNNCLI_THREADS or all cores)."),
-    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the spec's input, e.g. 3x64x64."),
+    input_shape: Optional[str] = _input_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Time inference and training steps on random data, per layer, and the first step's JIT cost."""
@@ -305,12 +333,12 @@ def bench(
 
 @app.command(epilog="Example: cnn gradcheck architectures/resnet-20-cifar.yaml --input 3x8x8")
 def gradcheck(
-    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     batch: int = typer.Option(2, "--batch", min=2, help="Samples in the test batch."),
     entries: int = typer.Option(6, "--entries", min=1, help="Entries compared per tensor."),
     tolerance: float = typer.Option(1e-5, "--tolerance", help="Largest acceptable relative error."),
     eval_mode: bool = typer.Option(False, "--eval", help="Check evaluation mode (BN running statistics)."),
-    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the spec's input (smaller is faster)."),
+    input_shape: Optional[str] = _input_option(),
     seed: int = typer.Option(0, "--seed", help="Seed for weights and data."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

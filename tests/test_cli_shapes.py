@@ -14,9 +14,11 @@ from .helpers import ARCHITECTURES, ROOT
 TUTORIAL = str(ARCHITECTURES / "fashion-tutorial.yaml")
 
 
-def cnn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=120)
+def cnn(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
+    """Run this checkout's `cnn` (from any working directory)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": path, **(env or {})}, timeout=120)
 
 
 def test_shapes_table_on_stdout():
@@ -87,13 +89,14 @@ def test_shapes_and_help_do_not_import_numba():
     code = ("import sys; from cnncli.cli import app; sys.argv = ['cnn'] + sys.argv[1:]\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
             "assert 'numba' not in sys.modules, 'numba was imported'\nprint('clean')")
-    for args in (["shapes", str(ARCHITECTURES / "resnet-50.yaml")], ["--help"], ["shapes", "--help"], ["layers"],
-                 ["train", "--help"], ["inspect", "--help"]):
+    for args in (["shapes", str(ARCHITECTURES / "resnet-50.yaml")], ["shapes", "resnet-50"], ["--help"],
+                 ["shapes", "--help"], ["layers"], ["zoo"], ["zoo", "--json"], ["train", "--help"], ["inspect", "--help"]):
         r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert r.stdout.rstrip().endswith("clean"), (args, r.stderr)
 
 
-@pytest.mark.parametrize("command", ["shapes", "layers", "train", "eval", "predict", "inspect", "bench", "gradcheck"])
+@pytest.mark.parametrize("command", ["shapes", "zoo", "layers", "train", "eval", "predict", "inspect", "bench",
+                                     "gradcheck"])
 def test_help_has_an_example(command):
     r = cnn(command, "--help")
     assert r.returncode == 0 and "Example: cnn " + command in r.stdout

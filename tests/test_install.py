@@ -1,4 +1,5 @@
-"""A fresh install followed by an editable one leaves a working `cnn` (the README's two commands in order).
+"""A fresh install followed by an editable one leaves a working `cnn` (the README's two commands in order),
+and the shipped networks are reachable by name from any directory after either.
 
 Numba used to cache compiled kernels in site-packages/cnncli/__pycache__; the editable install removed
 the package but not that directory, which then shadowed the real package.
@@ -6,6 +7,7 @@ the package but not that directory, which then shadowed the real package.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -48,12 +50,24 @@ def test_fresh_install_then_editable_install_keeps_cnn_working(tmp_path):
     cached_in_package = [p for p in site.rglob("*") if p.suffix in (".nbi", ".nbc")]
     assert cached_in_package == []
     assert any((home / ".cache" / "cnncli").rglob("*.nbi")), "kernels are cached in the per-user directory"
+    modules = sorted(str(p.relative_to(source / "cnncli")) for p in (source / "cnncli").rglob("*.py"))
+    assert sorted(str(p.relative_to(site)) for p in site.rglob("*.py")) == modules, "pyproject.toml lists every package"
+
+    # the shipped networks are package data, reachable by name from any directory
+    r = _run([bin_dir / "cnn", "shapes", "resnet-50"], env, work)
+    assert "parameters: 25,557,032" in r.stdout
+    shipped = json.loads(_run([bin_dir / "cnn", "shapes", "resnet-50", "--json"], env, work).stdout)
+    assert shipped["file"] == str(site / "architectures" / "resnet-50.yaml")
+    assert sorted(p.name for p in (site / "architectures").glob("*.yaml")) == \
+        sorted(p.name for p in (source / "architectures").glob("*.yaml"))
 
     _run([*pip, "-e", str(source)], env, work)
     r = _run([bin_dir / "cnn", "--version"], env, work)
     assert r.stdout.startswith("cnncli ") and f"kernel cache: {home / '.cache' / 'cnncli'}" in r.stdout
     r = _run([bin_dir / "python", "-c", "import cnncli; print(cnncli.__file__)"], env, work)
     assert r.stdout.strip().startswith(str(source)), r.stdout
+    r = _run([bin_dir / "cnn", "shapes", "fashion-tutorial", "--json"], env, work)  # editable: the top-level folder
+    assert json.loads(r.stdout)["file"] == str(source / "architectures" / "fashion-tutorial.yaml")
 
 
 def test_explicit_numba_cache_dir_is_honoured(tmp_path):

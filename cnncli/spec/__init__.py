@@ -56,6 +56,7 @@ class Spec:
     train: dict[str, Any]
     blocks: dict[str, Block]
     source: str = field(repr=False, default="")
+    description: str | None = None
 
     # -- totals, in PyTorch's counting convention
 
@@ -124,6 +125,7 @@ class Spec:
         branch_of = _branch_labels(self.tree)
         return {
             "name": self.name,
+            "description": self.description,
             "file": self.file,
             "input": list(self.input),
             "output": list(self.output_shape),
@@ -177,11 +179,14 @@ def _branch_labels(tree: list[TreeItem], label: str | None = None, out: dict | N
 
 
 def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
-    path = Path(path)
+    """Load a spec file, or a shipped network by name (`resnet-50`; a path that exists wins)."""
+    from ..zoo import resolve
+
+    path = resolve(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"no such file: {path}", "check the path; ready-made specs are in architectures/") from None
+        raise UserError(f"no such file: {path}", "check the path") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a spec file", "name a .yaml file") from None
     except UnicodeDecodeError as exc:
@@ -222,7 +227,8 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     if not nodes:
         raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
     warnings = infer(nodes, input_shape)
-    spec = Spec(name, file, input_shape, classes, output, nodes, tree, last, warnings, train, blocks, text)
+    spec = Spec(name, file, input_shape, classes, output, nodes, tree, last, warnings, train, blocks, text,
+                _description(doc.get("description")))
     _check_output(spec)
     if strict and warnings:
         first = warnings[0]
@@ -237,6 +243,14 @@ def _name(node, file: str) -> str:
     if not isinstance(node.value, (str, int)) or isinstance(node.value, bool):
         raise UserError(f"name must be text, not {type_name(node.value)}", None, node.where)
     return str(node.value)
+
+
+def _description(node) -> str | None:
+    if node is None:
+        return None
+    if not isinstance(node.value, str):
+        raise UserError(f"description must be text, not {type_name(node.value)}", None, node.where)
+    return " ".join(node.value.split())
 
 
 _SHAPE = re.compile(r"^\s*(\d+)\s*[x×,*]\s*(\d+)\s*[x×,*]\s*(\d+)\s*$")
