@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__
+from . import __version__, outputs
 from .errors import UserError
 
 app = typer.Typer(
@@ -155,8 +155,8 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-@app.command(epilog="Example: cnn train architectures/fashion-tutorial.yaml --epochs 2\n\n"
-             "Resume: cnn train --resume runs/fashion-tutorial-20261122-101500")
+@app.command(epilog="Example: cnn train fashion-tutorial --data fashion-mnist-sample --epochs 1 --out runs/tutorial\n\n"
+             "Resume an interrupted run: cnn train --resume runs/tutorial")
 def train(
     spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Not needed with --resume.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (overrides train.data)."),
@@ -187,7 +187,7 @@ def train(
         else:
             if spec is None:
                 raise UserError("cnn train needs a spec file (or --resume RUN_DIR)",
-                                "e.g. cnn train architectures/fashion-tutorial.yaml")
+                                "e.g. cnn train fashion-tutorial")
             overrides = _settings(sets)
             for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr), ("seed", seed)):
                 if value is not None:
@@ -217,12 +217,13 @@ def train(
         console().print(line, markup=False)
 
 
-@app.command(name="eval", epilog="Example: cnn eval runs/fashion-tutorial-20261122-101500 --png confusion.png")
+@app.command(name="eval", epilog="Example: cnn eval runs/tutorial --png confusion.png")
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory (its best checkpoint) or a .npz checkpoint.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (default: what it was trained on)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="k for the top-k accuracy."),
-    png: Optional[Path] = typer.Option(None, "--png", help="Also write the confusion matrix as a PNG image."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write the confusion matrix as a PNG image (a file, "
+                                       "or confusion.png in a directory)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Loss, accuracy, top-k, per-class precision/recall/F1 and the confusion matrix on the test split."""
@@ -231,6 +232,8 @@ def evaluate(
     from .report import evaluate as report
 
     try:
+        if png is not None:
+            png = outputs.check_file(png, "--png", "confusion.png")
         result = ev.evaluate(ev.load_trained(run), data, top_k)
         if png is not None:
             if "confusion" not in result:
@@ -244,8 +247,8 @@ def evaluate(
         report.show_eval(result, console())
 
 
-@app.command(epilog="Example: cnn predict runs/fashion-tutorial-20261122-101500 shoe.png\n\n"
-             "From a dataset: cnn predict RUN --data fashion-mnist-sample --index 0,1,2")
+@app.command(epilog="Example: cnn predict runs/tutorial shoe.png\n\n"
+             "From a dataset: cnn predict runs/tutorial --data fashion-mnist-sample --index 0,1,2")
 def predict(
     run: Path = typer.Argument(..., help="A run directory or a .npz checkpoint.", show_default=False),
     inputs: list[Path] = typer.Argument(None, help="Image files (PNG/JPEG).", show_default=False),
@@ -254,7 +257,7 @@ def predict(
     top: int = typer.Option(3, "--top", min=1, help="How many classes to show."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The most likely classes, with probabilities, for image files or dataset samples."""
+    """The most likely classes, with probabilities (or a regression model's values), for images or dataset samples."""
     from . import evaluate as ev
     from .report import console
     from .report import evaluate as report
@@ -269,8 +272,8 @@ def predict(
         report.show_predictions(results, console())
 
 
-@app.command(epilog="Example: cnn inspect runs/fashion-tutorial-20261122-101500 --layer relu2 --png pictures/\n\n"
-             "A bare spec: cnn inspect architectures/lenet-5.yaml --data fashion-mnist-sample")
+@app.command(epilog="Example: cnn inspect runs/tutorial --layer relu2 --png pictures/\n\n"
+             "A bare spec: cnn inspect lenet-5")
 def inspect(
     target: Path = typer.Argument(..., help="A run directory, a .npz checkpoint, a spec (.yaml) or a shipped network's name.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Data for activation statistics and feature maps."),
@@ -286,6 +289,8 @@ def inspect(
     from .report import inspect as report
 
     try:
+        if png is not None:
+            outputs.check_directory(png, "--png")
         result = inspector.inspect(target, data, layer, sample, image)
         written = report.write_pngs(result, png) if png is not None else {}
     except UserError as exc:
@@ -302,7 +307,7 @@ def inspect(
         console(stderr=True).print(f"wrote {what}: {path}", markup=False)
 
 
-@app.command(epilog="Example: cnn bench architectures/fashion-tutorial.yaml --batch 64")
+@app.command(epilog="Example: cnn bench fashion-tutorial --batch 64")
 def bench(
     spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     batch: int = typer.Option(64, "--batch", min=1, help="Samples per step."),
@@ -331,7 +336,7 @@ def bench(
         report.show(result, console())
 
 
-@app.command(epilog="Example: cnn gradcheck architectures/resnet-20-cifar.yaml --input 3x8x8")
+@app.command(epilog="Example: cnn gradcheck fashion-tutorial --input 1x8x8")
 def gradcheck(
     spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     batch: int = typer.Option(2, "--batch", min=2, help="Samples in the test batch."),
@@ -339,7 +344,7 @@ def gradcheck(
     tolerance: float = typer.Option(1e-5, "--tolerance", help="Largest acceptable relative error."),
     eval_mode: bool = typer.Option(False, "--eval", help="Check evaluation mode (BN running statistics)."),
     input_shape: Optional[str] = _input_option(),
-    seed: int = typer.Option(0, "--seed", help="Seed for weights and data."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for weights and data (0 or more)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Compare every layer's analytic gradients with finite differences, in float64.

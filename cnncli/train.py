@@ -23,6 +23,7 @@ import numpy as np
 from . import checkpoint
 from . import data as datasets
 from .errors import UserError
+from .outputs import check_directory
 from .spec import Spec, loads
 from .spec.train import jsonable, with_overrides
 
@@ -54,7 +55,8 @@ class Prepared:
     """Everything a run needs besides the model: data split, normalisation, settings."""
 
     settings: dict[str, Any]
-    data_argument: str  # the name or path the data came from, for `cnn eval` and resume
+    data_argument: str  # the name or path the data came from, as the user wrote it
+    data_path: str  # the same, a path made absolute: what `cnn eval` and resume use, from any directory
     dataset: Any
     train_index: np.ndarray
     val_index: np.ndarray
@@ -82,7 +84,8 @@ def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> 
 
     train_index, val_index = np.sort(order[count:]), np.sort(order[:count])
     mean, std = channel_stats(dataset.x_train[train_index])
-    return Prepared(settings, data_override or name, dataset, train_index, val_index, mean, std)
+    given = data_override or name
+    return Prepared(settings, given, datasets.location(given), dataset, train_index, val_index, mean, std)
 
 
 def check_fits(spec: Spec, dataset) -> None:
@@ -252,7 +255,8 @@ class Run:
             "input": list(self.spec.input), "classes": self.spec.classes, "class_names": ds.class_names,
             "normalisation": {"mean": self.prepared.mean.tolist(), "std": self.prepared.std.tolist()},
             "train": jsonable(self.settings),
-            "data": {"name": ds.name, "argument": self.prepared.data_argument, "source": ds.source,
+            "data": {"name": ds.name, "argument": self.prepared.data_argument, "path": self.prepared.data_path,
+                     "source": ds.source,
                      "train_samples": int(len(self.prepared.train_index)),
                      "val_samples": int(len(self.prepared.val_index))},
             "epoch": self.epoch, "step": self.start_step, "global_step": self.global_step,
@@ -298,6 +302,12 @@ class Run:
                                 "best": str(self.out / "checkpoints" / "best.npz")}}
 
 
+def stored_data(meta: dict[str, Any]) -> str | None:
+    """The data a checkpoint was trained on, usable from any directory (older runs: as given)."""
+    data = meta.get("data") or {}
+    return data.get("path") or data.get("argument") or meta.get("train", {}).get("data")
+
+
 def _threads() -> int:
     from .ops.threads import workers
 
@@ -322,14 +332,15 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     spec = specs.load(spec_path)
     settings = {**DEFAULTS, **with_overrides(spec, options.overrides)}
     _set_threads(options.threads or settings.get("threads"))
-    prepared = prepare(spec, settings, options.data)
-    out = run_dir(spec, options.out)
+    out = check_directory(run_dir(spec, options.out), "--out")  # before any work: never train and fail to save
     if (out / "checkpoints" / "last.npz").exists():
         raise UserError(f"{out} already holds a run", f"resume it with cnn train --resume {out}, or choose another --out")
+    prepared = prepare(spec, settings, options.data)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.write_text_atomic(out / "spec.yaml", spec.source)
     checkpoint.write_text_atomic(out / "run.json", json.dumps({
-        "spec_file": str(spec_path), "data": options.data, "settings": jsonable(settings),
+        "spec_file": str(spec_path), "data": options.data, "data_path": prepared.data_path,
+        "settings": jsonable(settings),
         "threads": _threads()}, indent=2) + "\n")
     report.message(f"data: {prepared.dataset.source}")
     report.message(f"run directory: {out}")
@@ -342,8 +353,7 @@ def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
     spec = loads(ck.meta["spec"], ck.meta["spec_file"])
     settings = ck.meta["train"]
     _set_threads(threads or ck.meta.get("threads"))
-    run_info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
-    prepared = prepare(spec, settings, run_info.get("data"))
+    prepared = prepare(spec, settings, stored_data(ck.meta))
     report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}")
     return Run(spec, prepared, out, report, resume=ck).fit()
 

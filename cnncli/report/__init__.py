@@ -17,6 +17,11 @@ def console(stderr: bool = False) -> Console:
                    no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 
+def wants_colour(out: Console) -> bool:
+    """Colour only for a terminal that has it and a user who did not ask for none (NO_COLOR)."""
+    return out.is_terminal and out.color_system is not None and not out.no_color
+
+
 def human(n: float, unit: str = "") -> str:
     """1234567 -> '1.23 M'."""
     for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import pictures
+from . import pictures, wants_colour
 from . import shapes as shapes_report
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -30,7 +30,7 @@ def _table(out: Console, title: str, columns) -> Table:
 
 
 def show(r, out: Console) -> None:
-    colour = out.color_system is not None
+    colour = wants_colour(out)  # else a ramp of characters: blocks without colour are solid
     shapes_report.show(r.spec, out, batch=64)
     out.print()
     meta = r.meta
