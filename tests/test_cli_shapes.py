@@ -118,3 +118,16 @@ def test_no_color_and_version():
     r = cnn("shapes", TUTORIAL, env={"NO_COLOR": "1", "TERM": "xterm"})
     assert "\x1b[" not in r.stdout
     assert cnn("--version").stdout.startswith("cnncli ")
+
+
+def test_shapes_input_override_matches_the_spec_written_for_that_input(tmp_path):
+    small = cnn("shapes", str(ARCHITECTURES / "resnet-50.yaml"), "--input", "3x64x64", "--json")
+    assert small.returncode == 0, small.stderr
+    text = (ARCHITECTURES / "resnet-50.yaml").read_text().replace("input: 3x224x224", "input: 3x64x64")
+    (tmp_path / "r64.yaml").write_text(text)
+    written = json.loads(cnn("shapes", str(tmp_path / "r64.yaml"), "--json").stdout)
+    data = json.loads(small.stdout)
+    assert data["input"] == [3, 64, 64] and data["layers"][-1]["output"] == [1000]
+    assert data["total_macs"] == written["total_macs"] < 4_089_184_256 and data["total_params"] == 25_557_032
+    r = cnn("shapes", TUTORIAL, "--input", "1x28")
+    assert r.returncode == 2 and r.stderr.startswith("error: --input: input must be C x H x W")
