@@ -51,6 +51,14 @@ def _input_option():
     return typer.Option(None, "--input", help="Replace the spec's input, C x H x W, e.g. 3x64x64 (smaller is faster).")
 
 
+def _emit(result, json_out: bool, show) -> None:
+    """A command's result on stdout: one JSON document for programs, else `show()`'s report."""
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        show()
+
+
 def _version(value: bool) -> None:
     if value:
         from .kernel_cache import kernel_cache_dir
@@ -121,10 +129,8 @@ def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
         networks = shipped.catalogue()
     except UserError as exc:
         _fail(exc)
-    if json_out:
-        sys.stdout.write(json.dumps(networks, indent=2) + "\n")
-    else:
-        report.show(networks, console())
+    _emit(networks, json_out, lambda: report.show(networks, console()))
+    if not json_out:
         console(stderr=True).print("give a name wherever a spec file is expected, e.g. cnn shapes resnet-50",
                                    markup=False)
 
@@ -241,10 +247,7 @@ def evaluate(
             ev.confusion_png(result, png)
     except UserError as exc:
         _fail(exc)
-    if json_out:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        report.show_eval(result, console())
+    _emit(result, json_out, lambda: report.show_eval(result, console()))
 
 
 @app.command(epilog="Example: cnn predict runs/tutorial shoe.png\n\n"
@@ -266,10 +269,7 @@ def predict(
         results = ev.predict(ev.load_trained(run), inputs or [], data, index, top)
     except UserError as exc:
         _fail(exc)
-    if json_out:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
-    else:
-        report.show_predictions(results, console())
+    _emit(results, json_out, lambda: report.show_predictions(results, console()))
 
 
 @app.command(epilog="Example: cnn inspect runs/tutorial --layer relu2 --png pictures/\n\n"
@@ -330,10 +330,7 @@ def bench(
         result = benchmark.run(net, batch, steps, warmup)
     except UserError as exc:
         _fail(exc)
-    if json_out:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        report.show(result, console())
+    _emit(result, json_out, lambda: report.show(result, console()))
 
 
 @app.command(epilog="Example: cnn gradcheck fashion-tutorial --input 1x8x8")

@@ -115,10 +115,6 @@ def test_run_files_are_readable_by_others_under_umask_022(tmp_path, npz):
 def test_relative_data_is_found_from_another_directory(tmp_path, npz):
     r = cnn("train", "../tiny.yaml", "--data", "d.npz", "--out", "../run", "--quiet", cwd=tmp_path / "data")
     assert r.returncode == 0, r.stderr
-    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run_json["data"] == "d.npz" and run_json["data_path"] == str(npz.resolve())
-    meta = checkpoint.load(tmp_path / "run").meta
-    assert meta["data"]["argument"] == "d.npz" and meta["data"]["path"] == str(npz.resolve())
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     r = cnn("eval", "../run", "--json", cwd=elsewhere)
@@ -128,3 +124,7 @@ def test_relative_data_is_found_from_another_directory(tmp_path, npz):
     assert r.returncode == 0 and json.loads(r.stdout)["activations"], r.stderr
     r = cnn("train", "--resume", "../run", "--quiet", cwd=elsewhere)
     assert r.returncode == 0, r.stderr
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())  # the argument as written, and absolute
+    assert run_json["data"] == "d.npz" and run_json["data_path"] == str(npz.resolve())
+    meta = checkpoint.load(tmp_path / "run").meta
+    assert meta["data"]["argument"] == "d.npz" and meta["data"]["path"] == str(npz.resolve())
