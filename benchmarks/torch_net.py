@@ -10,31 +10,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnncli.layers.conv import window_output
 from cnncli.spec import Spec
 from cnncli.spec.graph import INPUT
 
 
 def _padding(node):
-    _, pads, _ = window_output(node.kind.name, node.in_shapes[0], node.params["f"],
-                               node.params["s"] or node.params["f"], node.params["p"],
-                               node.params.get("d") or (1, 1), ceil=node.params.get("ceil") or False)
-    (pt, pb), (pl, pr) = pads
-    return pt, pb, pl, pr
+    """(top, bottom, left, right), as resolved during shape inference."""
+    window = node.info.window
+    return (*window.pad_h, *window.pad_w)
 
 
 def _module(node) -> nn.Module:
     p, kind = node.params, node.kind.name
     if kind == "conv":
-        cin = node.in_shapes[0][0]
-        groups = cin if p["g"] == "dw" else p["g"]
+        cin, window = node.in_shapes[0][0], node.info.window
         pt, pb, pl, pr = _padding(node)
-        conv = nn.Conv2d(cin, node.shape[0], p["f"], p["s"], 0, p["d"], groups, p["bias"])
+        conv = nn.Conv2d(cin, node.shape[0], window.kernel, window.stride, 0, window.dilation, node.info.groups,
+                         p["bias"])
         return nn.Sequential(nn.ZeroPad2d((pl, pr, pt, pb)), conv) if (pt, pb, pl, pr) != (0, 0, 0, 0) else conv
     if kind in ("pool", "avgpool", "l2pool"):
         pt, pb, pl, pr = _padding(node)
         assert pt == pb and pl == pr, "asymmetric pooling padding has no PyTorch twin"
-        stride = p["s"] or p["f"]
+        stride = node.info.window.stride
         if kind == "pool":
             return nn.MaxPool2d(p["f"], stride, (pt, pl), ceil_mode=p["ceil"])
         if kind == "avgpool":

@@ -74,9 +74,6 @@ class Checkpoint:
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path, self.meta, self.arrays = path, meta, arrays
 
-    def arrays_under(self, prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix) + 1 :]: v for k, v in self.arrays.items() if k.startswith(prefix + "/")}
-
     def restore(self, model, optimizer=None) -> None:
         """Load weights and buffers (and optimizer state) into a model built from the same spec."""
         wanted = {**{f"param/{k}": v for k, v in model.params().items()},

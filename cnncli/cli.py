@@ -13,8 +13,10 @@ from typing import Optional
 
 import typer
 
-from . import __version__, outputs
+from . import __version__, cliparams, outputs
 from .errors import UserError
+
+cliparams.install()
 
 app = typer.Typer(
     name="cnn",

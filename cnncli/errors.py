@@ -40,16 +40,6 @@ class UserError(Exception):
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
-    def located(self, where: Where | None = None, layer: str | None = None, node: str | None = None) -> "UserError":
-        """Fill in the position and layer unless a deeper frame already did."""
-        if self.where is None and where is not None:
-            self.where = where
-        if self.layer is None and layer is not None:
-            self.layer = layer
-        if self.node is None and node is not None:
-            self.node = node
-        return self
-
     def __str__(self) -> str:
         head = f"{self.where}: " if self.where else ""
         if self.layer:

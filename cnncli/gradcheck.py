@@ -45,21 +45,18 @@ class _Probe:
         self.buffers = {k: v.copy() for k, v in model.buffers().items()}
 
     def loss(self, nudge: tuple | None = None) -> float:
-        """L with `nudge` = (node index or "input", delta array) added to that value."""
+        """L with `nudge` = (node index or INPUT, delta array) added to that value."""
         m = self.model
         m.rng.bit_generator.state = self.rng_state  # the same dropout mask every time
         for k, v in self.buffers.items():  # BN running statistics must not drift between runs
             m.param(k)[...] = v
-        outputs = m._outputs = []
-        for op in m.ops:
-            xs = [self.x if i == INPUT else outputs[i] for i in op.node.inputs]
-            if nudge is not None and nudge[0] == "input":
-                xs = [(self.x + nudge[1]) if i == INPUT else outputs[i] for i in op.node.inputs]
-            y = op.forward(xs, self.train, m.rng)
-            if nudge is not None and nudge[0] == op.node.index:
-                y = y + nudge[1]
-            outputs.append(y)
-        out = outputs[m.spec.output_node]
+        x, tap = self.x, None
+        if nudge is not None and nudge[0] == INPUT:
+            x = self.x + nudge[1]
+        elif nudge is not None:
+            index, delta = nudge
+            tap = lambda i, y: y + delta if i == index else y  # noqa: E731
+        out = m.forward_internal(x, self.train, tap)
         if self.r is None:
             self.r = np.random.default_rng([self.seed, 2]).normal(0, 1, out.shape)
         return float(np.sum(out * self.r))
@@ -78,13 +75,7 @@ def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float 
     # Analytic: every parameter's gradient, and the gradient arriving at every node's output.
     probe.loss()
     arriving: dict[int, np.ndarray] = {}
-    grads: dict[int, np.ndarray] = {spec.output_node: probe.r}
-    for op in reversed(model.ops):
-        g = grads.pop(op.node.index)
-        arriving[op.node.index] = np.array(g)
-        for i, dx in zip(op.node.inputs, op.backward(g, [True] * len(op.node.inputs))):
-            grads[i] = np.array(dx) if i not in grads else grads[i] + dx
-    arriving[INPUT] = grads[INPUT]
+    arriving[INPUT] = np.array(model.backward_internal(probe.r, input_grad=True, seen=arriving))
     analytic_params = {k: v.copy() for k, v in model.grads().items()}
 
     def sample(shape):
@@ -102,11 +93,10 @@ def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float 
         return (plus - minus) / (2 * h)
 
     def numeric_of_output(index: int, where) -> float | None:
-        target = x if index == INPUT else model._outputs[index]
+        target = x if index == INPUT else model.output_of(index)
         delta = np.zeros(target.shape)
         delta[where] = h
-        key = "input" if index == INPUT else index
-        return derivative(probe.loss((key, delta)), probe.loss((key, -delta)))
+        return derivative(probe.loss((index, delta)), probe.loss((index, -delta)))
 
     def numeric_of_param(name: str, where) -> float | None:
         p = model.param(name)
@@ -137,7 +127,7 @@ def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float 
                 compare(analytic_params[name][where], numeric_of_param(name, where), f"{name}{list(map(int, where))}")
         for i in op.node.inputs:
             probe.loss()  # refresh the outputs the nudges are applied to
-            shape = (x if i == INPUT else model._outputs[i]).shape
+            shape = (x if i == INPUT else model.output_of(i)).shape
             label = "input" if i == INPUT else spec.nodes[i].name
             for where in sample(shape):
                 nchw = [int(where[3]), *map(int, where[:3])]  # shown as (sample, channel, row, column)

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .ops import OPS, Op
-from .ops.base import Fused
+from .layers.activation import ReLU, ReLU6, Softmax
+from .ops.base import Fused, Op
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp, BatchNormOp
 from .ops.pool import MaxPoolOp
+from .ops.registry import op_for
 from .spec import Spec, load, loads
 from .spec.graph import INPUT
 
@@ -31,7 +32,7 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
-        self.ops: list[Op] = [OPS[node.kind.name](node, self.dtype) for node in spec.nodes]
+        self.ops: list[Op] = [op_for(node.kind)(node, self.dtype) for node in spec.nodes]
         if fuse:
             self._fuse()
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
@@ -77,7 +78,7 @@ class Model:
             if type(op) is not BatchNormOp:
                 continue
             act_op = sole_reader(op)
-            act = {"relu": RELU, "relu6": RELU6}.get(act_op.node.kind.name) if act_op else None
+            act = {ReLU: RELU, ReLU6: RELU6}.get(act_op.node.kind) if act_op else None
             if act is None:
                 continue
             pool_op = sole_reader(act_op)
@@ -153,16 +154,18 @@ class Model:
         """(N, C, H, W) -> the engine's (C, H, W, N), in the model's dtype."""
         return np.ascontiguousarray(np.asarray(x).transpose(1, 2, 3, 0), dtype=self.dtype)
 
-    def forward_internal(self, x: np.ndarray, train: bool) -> np.ndarray:
-        """x and the result in the engine's (C, H, W, N) layout."""
+    def forward_internal(self, x: np.ndarray, train: bool, tap=None) -> np.ndarray:
+        """x and the result in the engine's (C, H, W, N) layout. `tap(index, y)`, when given, sees
+        each node's output and returns what the next layers get (`cnn gradcheck` nudges values)."""
         outputs = self._outputs = []
         timer = self.timer
         for op in self.ops:
             xs = [x if i == INPUT else outputs[i] for i in op.node.inputs]
             if timer is None:
-                outputs.append(op.forward(xs, train, self.rng))
+                y = op.forward(xs, train, self.rng)
             else:
-                outputs.append(timer(op, "forward", lambda: op.forward(xs, train, self.rng)))
+                y = timer(op, "forward", lambda: op.forward(xs, train, self.rng))
+            outputs.append(y if tap is None else tap(op.node.index, y))
         return outputs[self.spec.output_node]
 
     def backward(self, dy: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
@@ -174,8 +177,10 @@ class Model:
         dx = self.backward_internal(internal, input_grad)
         return None if dx is None else np.ascontiguousarray(dx.transpose(3, 0, 1, 2))
 
-    def backward_internal(self, dy: np.ndarray, input_grad: bool = False, start: int | None = None) -> np.ndarray | None:
-        """Backward from node `start` (default: the output node), whose output gradient is dy."""
+    def backward_internal(self, dy: np.ndarray, input_grad: bool = False, start: int | None = None,
+                          seen: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
+        """Backward from node `start` (default: the output node), whose output gradient is dy.
+        `seen`, when given, receives a copy of the gradient arriving at each node's output."""
         grads: dict[int, np.ndarray] = {self.spec.output_node if start is None else start: dy}
         owned: set[int] = set()
         timer = self.timer
@@ -186,6 +191,8 @@ class Model:
                 for v in op.grads.values():
                     v[...] = 0
                 continue
+            if seen is not None:
+                seen[index] = g.copy()
             need = [i != INPUT or input_grad for i in op.node.inputs]
             if timer is None:
                 dxs = op.backward(g, need)
@@ -212,7 +219,7 @@ class Model:
         """The node whose output a classification loss takes: a final softmax is folded into the
         loss (fused log-sum-exp), as Keras does with from_logits."""
         last = self.spec.nodes[self.spec.output_node] if self.spec.output_node != INPUT else None
-        if last is not None and last.kind.name == "softmax":
+        if last is not None and last.kind is Softmax:
             return last.inputs[0]
         return self.spec.output_node
 

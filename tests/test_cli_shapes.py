@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,26 @@ def test_shapes_input_override_matches_the_spec_written_for_that_input(tmp_path)
     assert data["total_macs"] == written["total_macs"] < 4_089_184_256 and data["total_params"] == 25_557_032
     r = cnn("shapes", TUTORIAL, "--input", "1x28")
     assert r.returncode == 2 and r.stderr.startswith("error: --input: input must be C x H x W")
+
+
+def test_option_values_are_checked_without_pydantic():
+    pytest.importorskip("typer._coercion", reason="this typer converts values through click, not pydantic")
+    from typer._click.exceptions import BadParameter
+
+    from cnncli import cliparams
+    from cnncli.cliparams import convert, light
+    from typer.models import OptionInfo
+
+    assert convert(int, OptionInfo(min=1), "3") == 3 and convert(float, OptionInfo(), "1e-3") == 0.001
+    assert convert(bool, OptionInfo(), "yes") is True and convert(Path, OptionInfo(), "a/b") == Path("a/b")
+    for annotation, info, value, message in ((int, OptionInfo(min=1), "0", "0 is less than the minimum 1"),
+                                             (int, OptionInfo(), "x", "'x' is not an integer"),
+                                             (float, OptionInfo(max=1.0), "2", "2.0 is more than the maximum 1.0"),
+                                             (float, OptionInfo(), "nan", "'nan' is not a finite number")):
+        with pytest.raises(BadParameter, match=message):
+            convert(annotation, info, value)
+    assert not light(list[str], OptionInfo()) and not light(Path, OptionInfo(exists=True))
+    assert not light(str, OptionInfo(parser=str))
+    cliparams.install()  # twice is once
+    r = cnn("shapes", TUTORIAL, "--batch", "0")
+    assert r.returncode == 2 and "Invalid value for '--batch'" in r.stderr and "minimum 1" in r.stderr

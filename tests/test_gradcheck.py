@@ -118,3 +118,20 @@ def test_fusion_changes_nothing_but_speed():
         np.testing.assert_allclose(fused.backward(dy, True), plain.backward(dy, True), rtol=1e-10, atol=1e-12)
         for name, g in fused.grads().items():
             np.testing.assert_allclose(g, plain.grad(name), rtol=1e-10, atol=1e-12)
+
+
+def test_a_wrong_backward_is_blamed_on_its_layer(monkeypatch):
+    """The check runs the model's own forward and backward loops; a layer whose backward is off
+    by 5% fails at its input gradient while the layer after it passes (the layers before it see
+    the wrong gradient arrive at their output)."""
+    from cnncli.ops.activation import ActivationOp
+
+    right = ActivationOp.backward
+
+    def wrong(self, dy, need):
+        return [g * 1.05 for g in right(self, dy, need)]
+
+    monkeypatch.setattr(ActivationOp, "backward", wrong)
+    results = {r.name: r for r in check(loads("input: 2x5x5\nnet: conv k=3 f=3 -> tanh -> fc 4\n"), entries=6)}
+    assert 0.04 < results["tanh1"].worst < 0.06 and results["tanh1"].worst_where.startswith("d/d conv1")
+    assert results["fc1"].worst < TOLERANCE

@@ -35,7 +35,7 @@ def train(tmp_path, name="run", extra="", **overrides):
 
 def weights(run_dir):
     ck = checkpoint.load(run_dir / "checkpoints" / "last.npz")
-    return ck.arrays_under("param"), ck.meta
+    return {k.removeprefix("param/"): v for k, v in ck.arrays.items() if k.startswith("param/")}, ck.meta
 
 
 def test_loss_falls_and_accuracy_beats_chance(tmp_path):

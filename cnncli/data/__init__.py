@@ -8,13 +8,11 @@ that training works offline on a fresh install. The Dataset says which source wa
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import UserError
 from . import formats
+from .dataset import Dataset
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
 SYSTEM = Path("/usr/share/datasets")
@@ -27,27 +25,6 @@ CLASS_NAMES = {
     "cifar-10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 NAMES = ("fashion-mnist", "fashion-mnist-sample", "mnist", "kmnist", "emnist", "cifar-10", "cifar-100")
-
-
-@dataclass
-class Dataset:
-    name: str
-    source: str  # where it came from, shown to the user
-    x_train: np.ndarray  # (N, C, H, W), uint8 or float32
-    y_train: np.ndarray  # (N,) int64 labels, or (N, K) float32 targets
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
-    class_names: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def classes(self) -> int:
-        labels = [self.y_train] + ([self.y_test] if self.y_test is not None else [])
-        return int(max(int(y.max()) for y in labels)) + 1
 
 
 def resolve(name_or_path: str, data_dir: str | Path | None = None) -> Dataset:

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .dataset import Dataset
 from .idx import read_idx
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 def load_path(path: Path):
-    from . import Dataset
-
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".npz":
@@ -56,8 +55,6 @@ def _images_nchw(x: np.ndarray, path) -> np.ndarray:
 
 
 def _idx_dir(path: Path, files):
-    from . import Dataset
-
     train_x = _pick(files, "train", "images-idx3")
     train_y = _pick(files, "train", "labels-idx1")
     test_x = _pick(files, "t10k", "images-idx3") or _pick(files, "test", "images-idx3")
@@ -98,8 +95,6 @@ def _cifar_file(path: Path):
 
 
 def _cifar_dir(path: Path, files):
-    from . import Dataset
-
     train = [f for f in files if f.name.startswith("data_batch") or f.name == "train.bin"]
     test = [f for f in files if f.name.startswith("test_batch") or f.name == "test.bin"]
     parts = [_cifar_file(f) for f in train]
@@ -117,8 +112,6 @@ def _cifar_dir(path: Path, files):
 
 
 def _npz(path: Path):
-    from . import Dataset
-
     with open(path, "rb") as f:
         if f.read(2) != b"PK":
             raise UserError(f"{path}: not a readable .npz file (it is no zip archive)",
@@ -145,8 +138,6 @@ def _npz(path: Path):
 
 
 def _csv_pair(path: Path):
-    from . import Dataset
-
     x, y = _csv(path)
     xt = yt = None
     sibling = path.with_name(path.name.replace("train", "test")) if "train" in path.name else None
@@ -187,8 +178,6 @@ def _csv(path: Path):
 
 
 def _image_folders(path: Path):
-    from . import Dataset
-
     train_dir, test_dir = path / "train", path / "test"
     if train_dir.is_dir():
         x, y, names = _folder(train_dir, None)

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import LayerError
+
+if TYPE_CHECKING:
+    from .window import Window
 
 Shape = tuple[int, ...]  # (C, H, W) for feature maps, (N,) for flat vectors
 
 REQUIRED = object()
+DEPTHWISE = "depthwise"  # the parsed value of conv's g=dw: one group per input channel
 
 
 # ----------------------------------------------------------------------------- integer arithmetic
@@ -185,8 +189,8 @@ def _parse_padding(p: Param, text: str):
 
 
 def _parse_groups(p: Param, text: str):
-    if text.lower() in ("dw", "depthwise"):
-        return "dw"
+    if text.lower() in ("dw", DEPTHWISE):
+        return DEPTHWISE
     return _parse_int(p, text)
 
 
@@ -243,6 +247,8 @@ class Inferred:
     rf_kernel: tuple[int, int] = (1, 1)
     rf_stride: tuple[int, int] = (1, 1)
     warnings: list[str] = field(default_factory=list)
+    window: Window | None = None  # conv and window pooling: the geometry, resolved once for this input
+    groups: int = 1  # conv: the number of groups, g=dw resolved to the input channels
 
 
 def describe_shape(shape: Shape) -> str:
@@ -288,13 +294,3 @@ class LayerKind:
     @classmethod
     def positional(cls) -> list[Param]:
         return [p for p in cls.params if p.positional]
-
-    @classmethod
-    def usage(cls) -> str:
-        parts = [cls.name]
-        for p in cls.params:
-            if p.positional:
-                parts.append(f"[{p.name}=]{p.name.upper()}" if not p.required else p.name.upper())
-            else:
-                parts.append(f"{p.name}={p.name.upper()}" if p.required else f"[{p.name}=...]")
-        return " ".join(parts)

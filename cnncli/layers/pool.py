@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import LayerError
 from .base import Inferred, LayerKind, Param, need_map
-from .conv import window_output
+from .window import resolve
 
 
 class _WindowPool(LayerKind):
@@ -26,8 +26,8 @@ class _WindowPool(LayerKind):
                         f"padding {pad} is more than half the {window}-wide window",
                         f"use p={window // 2} or less (PyTorch's rule: windows of padding alone are undefined)",
                     )
-        (ho, wo), _, warnings = window_output(self.name, inputs[0], p["f"], stride, p["p"], ceil=p["ceil"])
-        return Inferred(shape=(c, ho, wo), rf_kernel=p["f"], rf_stride=stride, warnings=warnings)
+        window, warnings = resolve(self.name, inputs[0], p["f"], stride, p["p"], ceil=p["ceil"])
+        return Inferred(shape=(c, *window.out), rf_kernel=p["f"], rf_stride=stride, warnings=warnings, window=window)
 
 
 class MaxPool(_WindowPool):

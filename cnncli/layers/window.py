@@ -1,8 +1,56 @@
-"""Sliding-window arithmetic shared by convolution and pooling: output size, padding, dropped pixels."""
+"""Sliding-window arithmetic shared by convolution and pooling: output size, padding, dropped pixels.
+
+The geometry is resolved once, during shape inference, into a `Window` kept on the node
+(`node.info.window`); the compiled ops and the PyTorch twin read it instead of recomputing it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import LayerError
+from .base import need_map
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window over one input size. Pairs are (along H, along W)."""
+
+    kernel: tuple[int, int]  # as written (f=...)
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pad_h: tuple[int, int]  # rows of zeros at the top and the bottom
+    pad_w: tuple[int, int]  # columns of zeros at the left and the right
+    out: tuple[int, int]  # output height and width
+
+    @property
+    def effective(self) -> tuple[int, int]:
+        """The span the dilated kernel covers: dilation * (kernel - 1) + 1."""
+        return effective(self.kernel[0], self.dilation[0]), effective(self.kernel[1], self.dilation[1])
+
+
+def resolve_padding(padding, in_hw, kernel_hw, stride_hw) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) from a spec value: a pair, or 'same'."""
+    if padding == "same":
+        return tuple(same_padding(n, k, s) for n, k, s in zip(in_hw, kernel_hw, stride_hw))  # type: ignore[return-value]
+    return (padding[0], padding[0]), (padding[1], padding[1])
+
+
+def resolve(kind: str, shape, kernel, stride, padding, dilation=(1, 1), ceil=False) -> tuple[Window, list[str]]:
+    """The window of a layer over its input `shape` and any dropped-pixel warning, or a LayerError
+    showing the arithmetic when the output collapses."""
+    c, h, w = need_map(kind, shape)
+    eff = (effective(kernel[0], dilation[0]), effective(kernel[1], dilation[1]))
+    pads = resolve_padding(padding, (h, w), eff, stride)
+    outs, warnings = [], []
+    for axis, size, k, s, pad, raw, d in zip("HW", (h, w), eff, stride, pads, kernel, dilation):
+        note = f" (effective kernel {k} = {d}*({raw}-1)+1)" if d > 1 else ""
+        out, warning = slide(axis, size, k, s, pad, ceil, note)
+        outs.append(out)
+        if warning:
+            warnings.append(warning)
+    window = Window(tuple(kernel), tuple(stride), tuple(dilation), pads[0], pads[1], (outs[0], outs[1]))
+    return window, ["; ".join(warnings)] if warnings else []
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

@@ -1,13 +1,6 @@
-"""The compute side of the layer registry: for each layer kind (by its registry name) the Op class
-that runs it. Imports numba; the spec side (cnncli.layers) does not."""
+"""The compute side: compiled layers (Op subclasses, one module per family, as in cnncli.layers),
+the kernel decorator (jit) and the thread pool (threads).
 
-from __future__ import annotations
-
-from . import activation, conv, dense, merge, norm, pool
-from .base import Op
-
-OPS: dict[str, type[Op]] = {}
-for _family in (conv, pool, norm, activation, dense, merge):
-    OPS.update(_family.OPS)
-
-__all__ = ["OPS", "Op"]
+Importing this package loads nothing: `cnncli.ops.jit` and `cnncli.ops.threads` are usable by the
+optimizers and augmentation without the op registry, which is `cnncli.ops.registry`.
+"""

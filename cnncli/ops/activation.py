@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..layers.activation import ELU, Dropout, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
 from .base import Op
 from .jit import kernel
 from .threads import parallel, parallel_values
@@ -143,24 +144,27 @@ def sigmoid32_forward(lo, hi, x, a, y):
         y[i] = half + half * _tanh32(half * x[i])
 
 
-FAST32 = {"tanh": tanh32_forward, "sigmoid": sigmoid32_forward}
+FAST32 = {Tanh: tanh32_forward, Sigmoid: sigmoid32_forward}
 
+# Each element-wise activation: its declaration and its (forward, backward) kernels.
 KERNELS = {
-    "relu": (relu_forward, relu_backward),
-    "relu6": (relu6_forward, relu6_backward),
-    "lrelu": (lrelu_forward, lrelu_backward),
-    "elu": (elu_forward, elu_backward),
-    "sigmoid": (sigmoid_forward, sigmoid_backward),
-    "tanh": (tanh_forward, tanh_backward),
+    ReLU: (relu_forward, relu_backward),
+    ReLU6: (relu6_forward, relu6_backward),
+    LeakyReLU: (lrelu_forward, lrelu_backward),
+    ELU: (elu_forward, elu_backward),
+    Sigmoid: (sigmoid_forward, sigmoid_backward),
+    Tanh: (tanh_forward, tanh_backward),
 }
 
 
 class ActivationOp(Op):
+    kinds = tuple(KERNELS)
+
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
-        self.kernel_forward, self.kernel_backward = KERNELS[node.kind.name]
+        self.kernel_forward, self.kernel_backward = KERNELS[node.kind]
         if self.dtype == np.float32:
-            self.kernel_forward = FAST32.get(node.kind.name, self.kernel_forward)
+            self.kernel_forward = FAST32.get(node.kind, self.kernel_forward)
         self.a = self.scalar(self.p.get("slope") or self.p.get("alpha") or 0.0)
 
     def forward(self, xs, train, rng):
@@ -210,6 +214,8 @@ def softmax_backward(lo, hi, y, dy, dx):
 
 
 class SoftmaxOp(Op):
+    kinds = (Softmax,)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         c = x.shape[0]
@@ -227,6 +233,8 @@ class SoftmaxOp(Op):
 class DropoutOp(Op):
     """Inverted dropout: in training, keep each value with probability 1 - rate and scale it by
     1 / (1 - rate); in evaluation, the identity. The mask comes from the model's seeded generator."""
+
+    kinds = (Dropout,)
 
     def forward(self, xs, train, rng):
         x = xs[0]
@@ -251,4 +259,4 @@ class DropoutOp(Op):
         return [dx]
 
 
-OPS = {**{name: ActivationOp for name in KERNELS}, "softmax": SoftmaxOp, "dropout": DropoutOp}
+OPS = (ActivationOp, SoftmaxOp, DropoutOp)

@@ -5,19 +5,42 @@ layout of cuda-convnet). A flat vector of F values per sample is (F, 1, 1, N). W
 innermost, im2col copies whole runs of W*N values, pooling and activations vectorise over the batch,
 flattening for fc is free, and each channel stays contiguous for batch norm and concatenation.
 The Model converts to and from NCHW at its edges.
+
+Dimension letters, used the same way in every kernel:
+
+    N               samples in the batch (innermost in memory)
+    C, H, W         a layer's input: channels, height, width
+    K, ho, wo       a layer's output: channels (conv filters), height, width
+    F               values per sample of a flat vector (fc's fan-in is F = C*H*W)
+    P               output positions ho * wo
+    G               conv groups; cg = C // G and kg = K // G channels per group
+    fh, fw          kernel (window) height and width
+    sh, sw          stride
+    pt, pb, pl, pr  padding: top, bottom, left, right
+    dil_h, dil_w    dilation
+    lo, hi          the range (of channels or values) one worker thread computes
+    x, y            a layer's input and output; dx, dy their gradients
+    gw, gb          gradients of the weight and the bias ("dw" is never used: it reads as
+                    dilation width, or as depthwise, the spec's g=dw)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..spec.graph import Node
 
+if TYPE_CHECKING:
+    from ..layers.base import LayerKind
+
 
 class Op:
-    """One node of the network, compiled. Subclasses implement forward and backward."""
+    """One node of the network, compiled. Subclasses name the layer kinds they run (`kinds`, the
+    declarations themselves) and implement forward and backward."""
+
+    kinds: ClassVar[tuple[type[LayerKind], ...]] = ()
 
     def __init__(self, node: Node, dtype: np.dtype):
         self.node = node

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.conv import window_output
+from ..layers.conv import Conv
 from . import init
 from .base import Op
 from .jit import kernel
@@ -15,7 +15,7 @@ CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
 
 @kernel
-def im2col(x, p0, p1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
+def im2col(x, p0, p1, fh, fw, sh, sw, pt, pl, dil_h, dil_w, wo, cols):
     """cols[(c, i, j), (p - p0, n)] for output positions p = oh * wo + ow in p0..p1-1 of a CHWN
     input. Per kernel offset the valid output columns are computed once; with stride 1, each output
     row's share of the chunk is one contiguous copy of (valid width) x N values."""
@@ -27,14 +27,14 @@ def im2col(x, p0, p1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
         for i in range(fh):
             for j in range(fw):
                 r = (c * fh + i) * fw + j
-                off = j * dw - pl
+                off = j * dil_w - pl
                 lo = min(max((-off + sw - 1) // sw, 0), wo)  # first ow whose iw >= 0
                 hi = min(max((W - off + sw - 1) // sw, lo), wo)  # first ow whose iw >= W
                 for oh in range(p0 // wo, (p1 - 1) // wo + 1):
                     a = max(p0 - oh * wo, 0)  # this row's output columns in the chunk: a..b-1
                     b = min(p1 - oh * wo, wo)
                     dst = r * width + (oh * wo - p0) * N
-                    ih = oh * sh - pt + i * dh
+                    ih = oh * sh - pt + i * dil_h
                     if ih < 0 or ih >= H:
                         out[dst + a * N : dst + b * N] = 0
                         continue
@@ -52,7 +52,7 @@ def im2col(x, p0, p1, fh, fw, sh, sw, pt, pl, dh, dw, wo, cols):
 
 
 @kernel
-def col2im(cols, p0, p1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
+def col2im(cols, p0, p1, fh, fw, sh, sw, pt, pl, dil_h, dil_w, wo, dx):
     """The adjoint of im2col: adds the columns of output positions p0..p1-1 into dx (not zeroed)."""
     C, H, W, N = dx.shape
     flat = dx.reshape(-1)
@@ -62,11 +62,11 @@ def col2im(cols, p0, p1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
         for i in range(fh):
             for j in range(fw):
                 r = (c * fh + i) * fw + j
-                off = j * dw - pl
+                off = j * dil_w - pl
                 lo = min(max((-off + sw - 1) // sw, 0), wo)
                 hi = min(max((W - off + sw - 1) // sw, lo), wo)
                 for oh in range(p0 // wo, (p1 - 1) // wo + 1):
-                    ih = oh * sh - pt + i * dh
+                    ih = oh * sh - pt + i * dil_h
                     if ih < 0 or ih >= H:
                         continue
                     a = max(p0 - oh * wo, 0)
@@ -84,7 +84,7 @@ def col2im(cols, p0, p1, fh, fw, sh, sw, pt, pl, dh, dw, wo, dx):
 
 
 @kernel
-def grouped_forward(lo, hi, x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, out):
+def grouped_forward(lo, hi, x, w, b, use_bias, groups, sh, sw, pt, pl, dil_h, dil_w, out):
     K, ho, wo, N = out.shape
     C, H, W, _ = x.shape
     kg = K // groups
@@ -98,11 +98,11 @@ def grouped_forward(lo, hi, x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, o
                     out[k, oh, ow, n] = b[k] if use_bias else 0
                 for cl in range(cg):
                     for i in range(fh):
-                        ih = oh * sh - pt + i * dh
+                        ih = oh * sh - pt + i * dil_h
                         if ih < 0 or ih >= H:
                             continue
                         for j in range(fw):
-                            iw = ow * sw - pl + j * dw
+                            iw = ow * sw - pl + j * dil_w
                             if iw < 0 or iw >= W:
                                 continue
                             wt = w[k, cl, i, j]
@@ -111,12 +111,12 @@ def grouped_forward(lo, hi, x, w, b, use_bias, groups, sh, sw, pt, pl, dh, dw, o
 
 
 @kernel
-def grouped_backward_weights(lo, hi, x, dy, groups, sh, sw, pt, pl, dh, dw, dw_out, db_out):
+def grouped_backward_weights(lo, hi, x, dy, groups, sh, sw, pt, pl, dil_h, dil_w, gw, gb):
     K, ho, wo, N = dy.shape
     C, H, W, _ = x.shape
     kg = K // groups
     cg = C // groups
-    fh, fw = dw_out.shape[2], dw_out.shape[3]
+    fh, fw = gw.shape[2], gw.shape[3]
     for k in range(lo, hi):
         c0 = (k // kg) * cg
         total = 0.0
@@ -124,26 +124,26 @@ def grouped_backward_weights(lo, hi, x, dy, groups, sh, sw, pt, pl, dh, dw, dw_o
             for ow in range(wo):
                 for n in range(N):
                     total += dy[k, oh, ow, n]
-        db_out[k] = total
+        gb[k] = total
         for cl in range(cg):
             for i in range(fh):
                 for j in range(fw):
                     acc = 0.0
                     for oh in range(ho):
-                        ih = oh * sh - pt + i * dh
+                        ih = oh * sh - pt + i * dil_h
                         if ih < 0 or ih >= H:
                             continue
                         for ow in range(wo):
-                            iw = ow * sw - pl + j * dw
+                            iw = ow * sw - pl + j * dil_w
                             if iw < 0 or iw >= W:
                                 continue
                             for n in range(N):
                                 acc += dy[k, oh, ow, n] * x[c0 + cl, ih, iw, n]
-                    dw_out[k, cl, i, j] = acc
+                    gw[k, cl, i, j] = acc
 
 
 @kernel
-def grouped_backward_input(lo, hi, w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
+def grouped_backward_input(lo, hi, w, dy, groups, sh, sw, pt, pl, dil_h, dil_w, dx):
     K, ho, wo, N = dy.shape
     C, H, W, _ = dx.shape
     kg = K // groups
@@ -156,12 +156,12 @@ def grouped_backward_input(lo, hi, w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
         for k in range(g * kg, (g + 1) * kg):
             for oh in range(ho):
                 for i in range(fh):
-                    ih = oh * sh - pt + i * dh
+                    ih = oh * sh - pt + i * dil_h
                     if ih < 0 or ih >= H:
                         continue
                     for ow in range(wo):
                         for j in range(fw):
-                            iw = ow * sw - pl + j * dw
+                            iw = ow * sw - pl + j * dil_w
                             if iw < 0 or iw >= W:
                                 continue
                             wt = w[k, cl, i, j]
@@ -170,20 +170,21 @@ def grouped_backward_input(lo, hi, w, dy, groups, sh, sw, pt, pl, dh, dw, dx):
 
 
 class ConvOp(Op):
+    kinds = (Conv,)
+
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
-        c = node.in_shapes[0][0]
-        self.groups = c if self.p["g"] == "dw" else self.p["g"]
+        window = node.info.window
+        self.groups = node.info.groups
         self.filters = node.shape[0]
-        self.cin = c
-        _, pads, _ = window_output("conv", node.in_shapes[0], self.p["f"], self.p["s"], self.p["p"], self.p["d"])
-        self.pt, self.pl = pads[0][0], pads[1][0]
-        self.fh, self.fw = self.p["f"]
-        self.ho, self.wo = node.shape[1], node.shape[2]
-        self.geometry = (*self.p["s"], self.pt, self.pl, *self.p["d"])  # sh, sw, pt, pl, dh, dw
+        self.cin = node.in_shapes[0][0]
+        self.pt, self.pl = window.pad_h[0], window.pad_w[0]
+        self.fh, self.fw = window.kernel
+        self.ho, self.wo = window.out
+        self.geometry = (*window.stride, self.pt, self.pl, *window.dilation)  # sh, sw, pt, pl, dil_h, dil_w
         self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
-        self.pointwise = (self.fh, self.fw, self.p["s"], self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
+        self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}
@@ -234,10 +235,10 @@ class ConvOp(Op):
         w2 = w.reshape(self.filters, -1)
         n = x.shape[3]
         plan = self._plan(n)
-        # dW is summed transposed, (rows, filters) += cols @ dy.T: OpenBLAS runs that shape faster
+        # The weight gradient is summed transposed, (rows, filters) += cols @ dy.T: OpenBLAS runs that shape faster
         # than dy @ cols.T (per core here: 99 vs 91 GFLOP/s with its AVX2 kernels, 171 vs 82 with AVX-512).
-        partial = self.scratch("dw_partial", (len(plan), self.rows, self.filters))
-        product = self.scratch("dw_product", (len(plan), self.rows, self.filters))
+        partial = self.scratch("gw_partial", (len(plan), self.rows, self.filters))
+        product = self.scratch("gw_product", (len(plan), self.rows, self.filters))
         # Windows of neighbouring output positions overlap: each worker sums into its own input gradient.
         dxs = [self.scratch("dx" if i == 0 else f"dx{i}", x.shape) for i in range(len(plan))] if need[0] else None
 
@@ -290,4 +291,4 @@ class ConvOp(Op):
         return cols
 
 
-OPS = {"conv": ConvOp}
+OPS = (ConvOp,)

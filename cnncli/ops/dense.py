@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers.dense import Dense, Flatten
 from . import init
 from .base import Op
 
 
 class DenseOp(Op):
+    kinds = (Dense,)
+
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
         self.units = self.p["units"]
@@ -52,6 +55,8 @@ class DenseOp(Op):
 
 
 class FlattenOp(Op):
+    kinds = (Flatten,)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
@@ -61,4 +66,4 @@ class FlattenOp(Op):
         return [dy.reshape(self.in_shape)]
 
 
-OPS = {"fc": DenseOp, "flatten": FlattenOp}
+OPS = (DenseOp, FlattenOp)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers.merge import Add, Concat, Shortcut
 from .base import Op
 
 
 class AddOp(Op):
+    kinds = (Add,)
+
     def forward(self, xs, train, rng):
         out = self.scratch("out", xs[0].shape)
         np.add(xs[0], xs[1], out=out)
@@ -21,6 +24,8 @@ class AddOp(Op):
 
 
 class ConcatOp(Op):
+    kinds = (Concat,)
+
     def forward(self, xs, train, rng):
         self.sizes = [x.shape[0] for x in xs]
         out = self.scratch("out", (sum(self.sizes),) + xs[0].shape[1:])
@@ -39,6 +44,8 @@ class ConcatOp(Op):
 
 
 class ShortcutOp(Op):
+    kinds = (Shortcut,)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
@@ -57,4 +64,4 @@ class ShortcutOp(Op):
         return [dx]
 
 
-OPS = {"add": AddOp, "cat": ConcatOp, "shortcut": ShortcutOp}
+OPS = (AddOp, ConcatOp, ShortcutOp)

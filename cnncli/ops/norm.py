@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
+from ..layers.norm import BatchNorm, LocalResponseNorm
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6, max_pool_channel
@@ -110,6 +111,7 @@ def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, g, dx, dgamma
 
 
 class BatchNormOp(Op):
+    kinds = (BatchNorm,)
     act = NO_ACT  # set by Model when it fuses the following relu/relu6 into this op
 
     def __init__(self, node, dtype):
@@ -313,6 +315,8 @@ def lrn_backward(lo, hi, dy, x, scale, size, alpha, beta, t, dx):
 
 
 class LRNOp(Op):
+    kinds = (LocalResponseNorm,)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         self.x = x
@@ -334,4 +338,4 @@ class LRNOp(Op):
         return [dx]
 
 
-OPS = {"bn": BatchNormOp, "lrn": LRNOp}
+OPS = (BatchNormOp, LRNOp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.conv import window_output
+from ..layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, L2Pool, MaxPool
 from .base import Op
 from .jit import kernel
 from .threads import parallel
@@ -205,14 +205,15 @@ class _Window(Op):
 
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
-        self.fh, self.fw = self.p["f"]
-        self.sh, self.sw = self.p["s"] or self.p["f"]
-        _, pads, _ = window_output(node.kind.name, node.in_shapes[0], self.p["f"], (self.sh, self.sw), self.p["p"],
-                                   ceil=self.p["ceil"])
-        (self.pt, self.pb), (self.pl, self.pr) = pads
+        window = node.info.window
+        self.fh, self.fw = window.kernel
+        self.sh, self.sw = window.stride
+        (self.pt, self.pb), (self.pl, self.pr) = window.pad_h, window.pad_w
 
 
 class MaxPoolOp(_Window):
+    kinds = (MaxPool,)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
@@ -228,6 +229,8 @@ class MaxPoolOp(_Window):
 
 
 class SumPoolOp(_Window):
+    kinds = (AvgPool,)
+
     def forward(self, xs, train, rng):
         self.x = xs[0]
         self.y = out = self.scratch("out", self.out_shape(self.x.shape[3]))
@@ -242,22 +245,25 @@ class SumPoolOp(_Window):
 
 
 class L2PoolOp(SumPoolOp):
+    kinds = (L2Pool,)
     square = True
 
 
 class GlobalPoolOp(Op):
+    kinds = (GlobalAvgPool, GlobalMaxPool)
+
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
         out = self.scratch("out", self.out_shape(x.shape[3]))
         self.arg = self.scratch("arg", out.shape, np.int32)
-        parallel(global_forward, x.shape[0], x, self.node.kind.name == "gmp", out, self.arg)
+        parallel(global_forward, x.shape[0], x, self.node.kind is GlobalMaxPool, out, self.arg)
         return out
 
     def backward(self, dy, need):
         dx = self.scratch("dx", self.in_shape)
-        parallel(global_backward, dx.shape[0], dy, self.arg, self.node.kind.name == "gmp", dx)
+        parallel(global_backward, dx.shape[0], dy, self.arg, self.node.kind is GlobalMaxPool, dx)
         return [dx]
 
 
-OPS = {"pool": MaxPoolOp, "avgpool": SumPoolOp, "l2pool": L2PoolOp, "gap": GlobalPoolOp, "gmp": GlobalPoolOp}
+OPS = (MaxPoolOp, SumPoolOp, L2PoolOp, GlobalPoolOp)

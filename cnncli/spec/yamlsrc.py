@@ -69,9 +69,6 @@ class Node:
     where: Where
     text: Text | None = None  # for string scalars
 
-    def is_str(self) -> bool:
-        return isinstance(self.value, str)
-
 
 def load(text: str, file: str) -> Node:
     loader = yaml.SafeLoader(text)

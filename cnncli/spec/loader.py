@@ -1,0 +1,107 @@
+"""Read a spec file and run the pipeline: YAML -> top-level settings -> expanded layer graph ->
+inferred shapes -> a checked Spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError, Where
+from ..layers.base import describe_shape
+from . import sections, yamlsrc
+from . import train as train_section
+from .chain import suggest
+from .graph import INPUT, Expander, infer
+from .network import Spec
+from .yamlsrc import type_name
+
+TOP_LEVEL = {
+    "name": "a name for the network",
+    "description": "free text",
+    "input": "the input shape C x H x W, e.g. 1x28x28 or [3, 32, 32]",
+    "classes": "number of classes; the network must end with that many outputs",
+    "output": "number of regression outputs (instead of classes)",
+    "net": "the layers: a chain 'conv k=16 f=5 -> relu -> ...' or a list of chains",
+    "blocks": "parameterised blocks, e.g. 'vgg(k, n): (conv k=$k f=3 p=1 -> relu) x$n -> pool 2'",
+    "defaults": "per-kind parameter defaults, e.g. {conv: {bias: false}, bn: {eps: 0.001}}",
+    "train": "defaults for cnn train (epochs, batch, optimizer, ...)",
+}
+
+
+def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
+    """Load a spec file, or a shipped network by name (`resnet-50`; a path that exists wins)."""
+    from ..zoo import resolve
+
+    path = resolve(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}", "check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a spec file", "name a .yaml file") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", "a spec is a YAML text file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
+    return loads(text, str(path), strict=strict, input_shape=input_shape)
+
+
+def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:
+    """Parse and check spec text. `input_shape` (e.g. "3x32x32") replaces the spec's input."""
+    root = yamlsrc.load(text, file)
+    if not isinstance(root.value, dict):
+        raise UserError(f"a spec is a mapping of settings, not {type_name(root.value)}",
+                        "start with e.g. `input: 1x28x28` and `net: conv k=16 f=5 -> ...`", root.where)
+    doc = root.value
+    for key, node in doc.items():
+        if key not in TOP_LEVEL:
+            close = suggest(key, TOP_LEVEL)
+            raise UserError(f"unknown setting '{key}'",
+                            (f"did you mean '{close}'? " if close else "") + "a spec may have: " + ", ".join(TOP_LEVEL),
+                            node.where)
+    for key in ("input", "net"):
+        if key not in doc:
+            raise UserError(f"the spec has no `{key}:`", f"add `{key}:` - {TOP_LEVEL[key]}", Where(file, 1, 1))
+    name = sections.name(doc.get("name"), file)
+    given = doc["input"] if input_shape is None else yamlsrc.Node(input_shape, Where("--input"))
+    shape = sections.input_shape(given)
+    classes = sections.count(doc.get("classes"), "classes")
+    output = sections.count(doc.get("output"), "output")
+    if classes is not None and output is not None:
+        raise UserError("give either classes (classification) or output (regression), not both", None,
+                        doc["output"].where)
+    defaults = sections.defaults(doc.get("defaults"))
+    blocks = sections.blocks(doc.get("blocks"))
+    train = train_section.validate(doc["train"]) if "train" in doc else {}
+    nodes, tree, last = Expander(blocks, defaults).expand(sections.chain_texts(doc["net"], "net"))
+    if not nodes:
+        raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
+    warnings = infer(nodes, shape)
+    spec = Spec(name, file, shape, classes, output, nodes, tree, last, warnings, train, blocks, text,
+                sections.description(doc.get("description")))
+    check_output(spec)
+    if strict and warnings:
+        first = warnings[0]
+        first.hint = "--strict makes dropped input an error: pad so that (size - kernel + 2*padding) divides by the stride"
+        raise first
+    return spec
+
+
+def check_output(spec: Spec) -> None:
+    """The network must end with `classes` (or `output`) values."""
+    want = spec.classes or spec.output
+    if want is None:
+        return
+    shape = spec.output_shape
+    size = 1
+    for d in shape:
+        size *= d
+    ok = shape == (want,) or (len(shape) == 3 and shape[1:] == (1, 1) and shape[0] == want)
+    if ok:
+        return
+    last = spec.nodes[spec.output_node] if spec.output_node != INPUT else spec.nodes[-1]
+    what = f"classes: {spec.classes}" if spec.classes else f"output: {spec.output}"
+    raise UserError(
+        f"the network ends with {describe_shape(shape)} ({size} values), but {what} needs {want}",
+        f"end the net with fc {want}" + (" (fc flattens a feature map by itself)" if len(shape) == 3 else ""),
+        last.where, last.text, last.name, list(last.calls),
+    )
