@@ -40,9 +40,9 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     from . import spec as specs
     from .model import Model
     from .train import stored_data
-    from .zoo import shipped
+    from .spec import shipped
 
-    if target.suffix.lower() in (".yaml", ".yml") or (not target.exists() and shipped(target)):
+    if target.suffix.lower() in (".yaml", ".yml") or (not target.exists() and shipped.find(target)):
         spec, meta = specs.load(target), None
         model = Model(spec, np.float32, seed=0, fuse=False)
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import UserError, Where
 from ..layers.base import describe_shape
-from . import sections, yamlsrc
+from . import sections, shipped, yamlsrc
 from . import train as train_section
 from .chain import suggest
 from .graph import INPUT, Expander, infer
@@ -29,9 +29,7 @@ TOP_LEVEL = {
 
 def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
     """Load a spec file, or a shipped network by name (`resnet-50`; a path that exists wins)."""
-    from ..zoo import resolve
-
-    path = resolve(path)
+    path = shipped.resolve(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
