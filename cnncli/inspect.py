@@ -39,8 +39,8 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     from . import data as datasets
     from . import spec as specs
     from .model import Model
-    from .train import stored_data
     from .spec import shipped
+    from .train import stored_data
 
     if target.suffix.lower() in (".yaml", ".yml") or (not target.exists() and shipped.find(target)):
         spec, meta = specs.load(target), None
