@@ -47,7 +47,8 @@ def _module(node) -> nn.Module:
         return cls(node.shape[0], eps=p["eps"], momentum=p["momentum"], affine=p["affine"])
     if kind == "lrn":
         return nn.LocalResponseNorm(p["size"], p["alpha"], p["beta"], p["k"])
-    simple = {"relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+    simple = {"relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "silu": nn.SiLU,
+              "hardsigmoid": nn.Hardsigmoid, "hardswish": nn.Hardswish, "gelu": nn.GELU}
     if kind in simple:
         return simple[kind]()
     if kind == "lrelu":
@@ -64,7 +65,7 @@ def _module(node) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(node.in_shapes[0]), p["units"], p["bias"]))
     if kind == "flatten":
         return nn.Flatten()
-    return nn.Identity()  # add, cat, shortcut: done in forward
+    return nn.Identity()  # add, mul, cat, shortcut: done in forward
 
 
 class TorchNet(nn.Module):
@@ -82,6 +83,10 @@ class TorchNet(nn.Module):
                 y = xs[0]
                 for other in xs[1:]:
                     y = y + other
+            elif kind == "mul":
+                y = xs[0]
+                for other in xs[1:]:
+                    y = y * other
             elif kind == "cat":
                 y = torch.cat(xs, dim=1)
             elif kind == "shortcut":

@@ -176,6 +176,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/NAME-TIMESTAMP)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads (default: CNNCLI_THREADS or all cores)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs to RUN/tensorboard/."),
+    log_every: int = typer.Option(10, "--log-every", min=1, help="With --tensorboard: the training loss every N steps."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress and no per-epoch lines."),
     json_out: bool = typer.Option(False, "--json", help="Print the final summary as JSON on stdout."),
 ) -> None:
@@ -200,7 +202,8 @@ def train(
             for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr), ("seed", seed)):
                 if value is not None:
                     overrides[key] = str(value)
-            summary = trainer.start(spec, trainer.Options(data, out, overrides, threads), report)
+            options = trainer.Options(data, out, overrides, threads, log_every if tensorboard else None)
+            summary = trainer.start(spec, options, report)
     except UserError as exc:
         report.close()
         _fail(exc)
@@ -242,11 +245,12 @@ def evaluate(
     try:
         if png is not None:
             png = outputs.check_file(png, "--png", "confusion.png")
-        result = ev.evaluate(ev.load_trained(run), data, top_k)
+        trained = ev.load_trained(run)
+        result = ev.evaluate(trained, data, top_k)
         if png is not None:
             if "confusion" not in result:
                 raise UserError("--png draws a confusion matrix, which a regression model does not have", None)
-            ev.confusion_png(result, png)
+            ev.confusion_png(result, trained.model.spec.name, png)
     except UserError as exc:
         _fail(exc)
     _emit(result, json_out, lambda: report.show_eval(result, console()))

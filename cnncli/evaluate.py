@@ -126,30 +126,13 @@ def evaluate(trained: Trained, data: str | None, top_k: int = 5) -> dict[str, An
     return result
 
 
-def confusion_png(result: dict[str, Any], path: Path) -> None:
-    """The confusion matrix as an image: rows = true class, columns = predicted, darker = more."""
-    try:
-        from PIL import Image, ImageDraw
-    except ImportError:
-        raise UserError("--png needs Pillow", "pip install 'cnncli[images]'") from None
-    matrix = np.asarray(result["confusion"], float)
-    names = result["class_names"]
-    n = len(matrix)
-    cell, margin = 44, 110
-    img = Image.new("RGB", (margin + n * cell + 10, margin + n * cell + 10), "white")
-    draw = ImageDraw.Draw(img)
-    rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    for i in range(n):
-        draw.text((4, margin + i * cell + cell // 3), names[i][:14], fill="black")
-        draw.text((margin + i * cell + 2, margin - 16 - (i % 2) * 14), names[i][:7], fill="black")
-        for j in range(n):
-            shade = int(255 * (1 - rows[i, j]))
-            color = (shade, shade, 255) if i == j else (255, shade, shade)
-            box = (margin + j * cell, margin + i * cell, margin + (j + 1) * cell - 1, margin + (i + 1) * cell - 1)
-            draw.rectangle(box, fill=color, outline=(200, 200, 200))
-            draw.text((box[0] + 4, box[1] + cell // 3), str(int(matrix[i, j])), fill="black" if shade > 110 else "white")
-    draw.text((margin, 4), "rows: true class   columns: predicted", fill="black")
-    checkpoint.write_atomic(path, lambda f: img.save(f, format="PNG"))
+def confusion_png(result: dict[str, Any], name: str, path: Path) -> None:
+    """The confusion matrix as a titled PNG (rows: true class, columns: predicted)."""
+    from .report import plots
+
+    split = "test split" if result["split"] == "test" else "all samples"
+    title = f"{name}: confusion matrix on the {split}, accuracy {result['accuracy']:.2%}"
+    plots.confusion_matrix(np.asarray(result["confusion"]), result["class_names"], title, path)
 
 
 def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:

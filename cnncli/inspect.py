@@ -25,6 +25,7 @@ class Inspection:
     maps: np.ndarray | None = None  # (C, H, W)
     maps_layer: str | None = None
     maps_input: str | None = None
+    maps_image: np.ndarray | None = None  # (C, H, W): the input the maps are of, as stored
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -110,5 +111,6 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
                             "choose a conv, pool, bn or activation layer before fc")
         model.forward_internal(Batcher(chosen, norm["mean"], norm["std"], [], 0)(np.array([0])), train=False)
         result.maps = model.output_of(target_node.index)[..., 0]
+        result.maps_image = chosen[0]
         result.maps_layer = target_node.name
     return result

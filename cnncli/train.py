@@ -24,6 +24,7 @@ from . import checkpoint
 from . import data as datasets
 from .errors import UserError
 from .outputs import check_directory
+from .report import tensorboard_log
 from .spec import Spec, loads
 from .spec.train import jsonable, with_overrides
 
@@ -48,6 +49,7 @@ class Options:
     out: Path | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     threads: int | None = None
+    tensorboard_every: int | None = None  # log to RUN/tensorboard, the step loss every N steps
 
 
 @dataclass
@@ -103,7 +105,8 @@ def check_fits(spec: Spec, dataset) -> None:
 class Run:
     """One training run: model, optimizer, schedule, data, and the run directory's files."""
 
-    def __init__(self, spec: Spec, prepared: Prepared, out: Path, report, resume: checkpoint.Checkpoint | None = None):
+    def __init__(self, spec: Spec, prepared: Prepared, out: Path, report, resume: checkpoint.Checkpoint | None = None,
+                 log=None):
         from . import losses, optim
         from .data.augment import Batcher
         from .model import Model
@@ -112,6 +115,7 @@ class Run:
 
         s = self.settings = prepared.settings
         self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
+        self.log = log  # a TensorBoardLog, or None
         self.model = Model(spec, np.float32, seed=s["seed"])
         self.loss = losses.from_spec(s, spec.classes)
         self.optimizer = optim.from_spec(s, self.model.flat_params, self.model.flat_grads)
@@ -155,6 +159,8 @@ class Run:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.log is not None:
+                self.log.close()
 
     def _fit(self, caught: list[int]) -> dict[str, Any]:
         s = self.settings
@@ -179,6 +185,8 @@ class Run:
                         + (f"The last good checkpoint is kept: {kept}" if kept.exists()
                            else "No epoch had finished, so there is no checkpoint."))
                 self.global_step += 1
+                if self.log is not None:
+                    self.log.step(self.global_step, loss)
                 p = self.partial
                 p["loss"] += loss * len(index)
                 p["correct"] += correct
@@ -222,6 +230,8 @@ class Run:
             if val_acc is not None:
                 row["val_acc"] = val_acc
         self.history.append(row)
+        if self.log is not None:
+            self.log.epoch(row, self.model)
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.schedule.epoch_end(row.get(self.monitor), HIGHER_IS_BETTER[self.monitor])
         value = row.get(self.monitor)
@@ -331,6 +341,8 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
 
     spec = specs.load(spec_path)
     settings = {**DEFAULTS, **with_overrides(spec, options.overrides)}
+    if options.tensorboard_every:
+        tensorboard_log.require()
     _set_threads(options.threads or settings.get("threads"))
     out = check_directory(run_dir(spec, options.out), "--out")  # before any work: never train and fail to save
     if (out / "checkpoints" / "last.npz").exists():
@@ -341,10 +353,14 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     checkpoint.write_text_atomic(out / "run.json", json.dumps({
         "spec_file": str(spec_path), "data": options.data, "data_path": prepared.data_path,
         "settings": jsonable(settings),
-        "threads": _threads()}, indent=2) + "\n")
+        "threads": _threads(), "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
     report.message(f"data: {prepared.dataset.source}")
     report.message(f"run directory: {out}")
-    return Run(spec, prepared, out, report).fit()
+    return Run(spec, prepared, out, report, log=_tensorboard(out, spec, options.tensorboard_every)).fit()
+
+
+def _tensorboard(out: Path, spec: Spec, every: int | None):
+    return tensorboard_log.TensorBoardLog(out / "tensorboard", spec.source, every) if every else None
 
 
 def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
@@ -353,9 +369,11 @@ def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
     spec = loads(ck.meta["spec"], ck.meta["spec_file"])
     settings = ck.meta["train"]
     _set_threads(threads or ck.meta.get("threads"))
+    run_info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
     prepared = prepare(spec, settings, stored_data(ck.meta))
     report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}")
-    return Run(spec, prepared, out, report, resume=ck).fit()
+    log = _tensorboard(out, spec, run_info.get("tensorboard_every"))  # a logged run goes on logging
+    return Run(spec, prepared, out, report, resume=ck, log=log).fit()
 
 
 def _set_threads(count) -> None:

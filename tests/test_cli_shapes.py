@@ -106,11 +106,15 @@ def test_help_has_an_example(command):
 def test_layers_lists_the_registry():
     r = cnn("layers")
     for kind in ("conv", "pool", "avgpool", "l2pool", "gap", "gmp", "bn", "lrn", "relu6", "lrelu", "elu",
-                 "softmax", "dropout", "flatten", "fc", "add", "cat", "shortcut"):
+                 "softmax", "dropout", "flatten", "fc", "add", "cat", "shortcut", "silu", "hardswish", "hardsigmoid",
+                 "gelu", "mul"):
         assert any(line.startswith(kind + " ") for line in r.stdout.splitlines()), kind
     detail = cnn("layers", "conv", "--json")
     params = {p["name"]: p for p in json.loads(detail.stdout)[0]["params"]}
     assert params["f"]["default"] == "required" and params["s"]["default"] == "1" and params["k"]["positional"]
+    assert "se(c, r, act=relu, gate=sigmoid)" in r.stdout
+    r = cnn("layers", "se")
+    assert r.returncode == 0 and "mul(id | gap -> conv k=$r f=1 bias=true" in r.stdout
     r = cnn("layers", "conf")
     assert r.returncode == 2 and "did you mean 'conv'?" in r.stderr
 

@@ -14,6 +14,7 @@ from cnncli.data import resolve
 from cnncli.errors import UserError
 from cnncli.report.progress import TrainReport
 
+from .pictures import assert_picture
 from .test_cli_shapes import cnn
 
 SPEC = ("name: tiny\ninput: 1x28x28\nclasses: 10\nnet: conv k=8 f=5 p=2 -> bn -> relu -> pool 2 -> fc 10\n"
@@ -66,10 +67,7 @@ def test_eval_cli_table_json_and_png(run, tmp_path):
     assert result["accuracy"] == pytest.approx(np.mean(trained.outputs(d.x_test).argmax(1) == d.y_test))
     r = cnn("eval", str(run), "--png", str(tmp_path / "cm.png"))
     assert r.returncode == 0 and "confusion matrix" in r.stdout and "Ankle boot" in r.stdout
-    from PIL import Image
-
-    with Image.open(tmp_path / "cm.png") as img:
-        assert img.format == "PNG" and img.size == (110 + 10 * 44 + 10,) * 2
+    assert_picture(tmp_path / "cm.png", (850, 700))  # 10 classes: (0.45 * 10 + 2.5 + 1.5) x 7 inches at 100 dpi
 
 
 def test_predict_a_saved_png_of_a_test_image(run, tmp_path):

@@ -113,6 +113,37 @@ def test_activations():
     np.testing.assert_allclose(run("softmax"), e / e.sum())
 
 
+def test_modern_activations_by_hand():
+    # x = -4, -1.5, 0, 0.7, 3.5; values worked out from the definitions
+    x = np.array([-4.0, -1.5, 0.0, 0.7, 3.5]).reshape(1, 5, 1, 1)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-6)):
+        run = lambda chain: model(chain, "5x1x1", dtype).forward(x.astype(dtype)).ravel()  # noqa: E731
+        np.testing.assert_allclose(run("hardsigmoid"), [0, 0.25, 0.5, 3.7 / 6, 1], rtol=tol, atol=tol)
+        np.testing.assert_allclose(run("hardswish"), [0, -0.375, 0, 0.7 * 3.7 / 6, 3.5], rtol=tol, atol=tol)
+        np.testing.assert_allclose(run("silu"), [-4 / (1 + np.e**4), -1.5 / (1 + np.e**1.5), 0, 0.7 / (1 + np.e**-0.7),
+                                                 3.5 / (1 + np.e**-3.5)], rtol=tol)
+        # x * Phi(x) with Phi(-4) = 3.167124183e-05, Phi(-1.5) = 0.0668072013, Phi(0.7) = 0.7580363478,
+        # Phi(3.5) = 0.9997673709 (normal tables): float32 keeps its precision in the far left tail too
+        np.testing.assert_allclose(run("gelu"), [-4 * 3.167124183e-05, -1.5 * 0.0668072013, 0, 0.7 * 0.7580363478,
+                                                 3.5 * 0.9997673709], rtol=max(tol, 1e-9))
+        assert run("swish").dtype == dtype and run("hswish")[1] == run("hardswish")[1]
+
+
+def test_mul_scales_each_channel():
+    x = np.arange(8, dtype=float).reshape(1, 2, 2, 2)
+    # the scale branch: per-channel means 1.5 and 5.5, through sigmoid -> identity here via gap only
+    y = model("mul(id | gap)", "2x2x2", np.float64).forward(x)
+    np.testing.assert_array_equal(y[0, 0], x[0, 0] * 1.5)
+    np.testing.assert_array_equal(y[0, 1], x[0, 1] * 5.5)
+    y = model("mul(id | relu | id)", "2x2x2", np.float64).forward(x)
+    np.testing.assert_array_equal(y, x**3)
+
+
+def test_mul_refuses_shapes_it_cannot_broadcast():
+    with pytest.raises(UserError, match=r"mul needs branches of one shape, or a 4x1x1 per-channel scale"):
+        loads("input: 4x3x3\nnet: mul(id | gap -> conv k=2 f=1)\n")
+
+
 def test_dropout_is_inverted_seeded_and_off_in_eval():
     x = np.ones((4, 1, 50, 50))
     m = model("dropout 0.25", "1x50x50", np.float64)

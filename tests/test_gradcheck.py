@@ -45,6 +45,10 @@ CASES = {
     "elu": ("2x4x4", "elu 0.7"),
     "sigmoid": ("2x4x4", "sigmoid"),
     "tanh": ("2x4x4", "tanh"),
+    "silu": ("2x4x4", "silu"),
+    "hardsigmoid": ("2x4x4", "conv k=2 f=1 -> hardsigmoid"),
+    "hardswish": ("2x4x4", "conv k=2 f=1 -> hardswish"),
+    "gelu": ("2x4x4", "gelu"),
     "softmax": ("2x3x3", "fc 5 -> softmax"),
     "softmax over map channels": ("3x3x3", "softmax"),
     "dropout": ("2x4x4", "dropout 0.3"),
@@ -57,6 +61,10 @@ CASES = {
     "add projection": ("2x6x6", "add(conv k=3 f=3 s=2 p=1 | conv k=3 f=1 s=2)"),
     "add three": ("2x4x4", "add(relu | tanh | id)"),
     "cat": ("2x5x5", "cat(conv k=2 f=3 p=1 | id | pool 3 s=1 p=1)"),
+    "mul same shape": ("2x4x4", "mul(conv k=2 f=1 | tanh)"),
+    "mul channel scale": ("3x4x4", "mul(id | gap -> conv k=2 f=1 -> relu -> conv k=3 f=1 -> sigmoid)"),
+    "se block": ("4x4x4", "se(4, 2, act=silu, gate=hardsigmoid)"),
+    "mul three": ("2x3x3", "mul(tanh | gap -> sigmoid | id)"),
     "shortcut": ("2x6x6", "add(conv k=4 f=3 s=2 p=1 | shortcut k=4 s=2)"),
 }
 

@@ -139,3 +139,12 @@ def test_multiline_yaml_chain_and_comments():
     spec = loads("input: 1x28x28  # grey\nnet: >-\n  conv k=4 f=3\n  -> relu\n  -> fc 10\n", "t.yaml")
     assert [n.name for n in spec.nodes] == ["conv1", "relu1", "fc1"]
     assert spec.nodes[1].where.line == 4 and spec.nodes[1].where.column == 6
+
+
+def test_shipped_se_block_and_a_spec_own_block_wins():
+    spec = net("conv k=8 f=3 p=1 -> se(8, 2)", "3x6x6")
+    kinds = [n.kind.name for n in spec.nodes]
+    assert kinds == ["conv", "gap", "conv", "relu", "conv", "sigmoid", "mul"]
+    assert spec.nodes[-1].shape == (8, 6, 6) and spec.total_params == 3 * 9 * 8 + 8 + (8 * 2 + 2) + (2 * 8 + 8)
+    own = net("conv k=8 f=3 p=1 -> se(8, 2)", "3x6x6", "blocks:\n  se(c, r): conv k=$c f=1\n")
+    assert [n.kind.name for n in own.nodes] == ["conv", "conv"]

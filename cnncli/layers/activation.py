@@ -39,6 +39,25 @@ class Tanh(_ShapeKeeping):
     name, summary, example = "tanh", "hyperbolic tangent", "tanh"
 
 
+class SiLU(_ShapeKeeping):
+    name, summary, example = "silu", "x * sigmoid(x), also called swish (EfficientNet)", "silu"
+    aliases = ("swish",)
+
+
+class HardSigmoid(_ShapeKeeping):
+    name, summary, example = "hardsigmoid", "relu6(x + 3) / 6, a piecewise-linear sigmoid (MobileNet v3)", "hardsigmoid"
+    aliases = ("hsigmoid",)
+
+
+class HardSwish(_ShapeKeeping):
+    name, summary, example = "hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)", "hardswish"
+    aliases = ("hswish",)
+
+
+class GELU(_ShapeKeeping):
+    name, summary, example = "gelu", "x * Phi(x), Phi the standard normal CDF (exact, with erf)", "gelu"
+
+
 class Softmax(_ShapeKeeping):
     name, summary, example = "softmax", "exp(x) / sum(exp(x)) over channels; before a loss it is folded into it", "softmax"
 
@@ -49,4 +68,4 @@ class Dropout(_ShapeKeeping):
                     minimum=0.0, maximum=0.999),)
 
 
-KINDS = (ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Dropout)
+KINDS = (ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, SiLU, HardSigmoid, HardSwish, GELU, Softmax, Dropout)

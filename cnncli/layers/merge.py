@@ -47,6 +47,28 @@ class Concat(LayerKind):
         return Inferred(shape=(sum(s[0] for s in inputs), inputs[0][1], inputs[0][2]))
 
 
+class Multiply(LayerKind):
+    name = "mul"
+    aliases = ("multiply", "scale")
+    family = "merge"
+    summary = ("element-wise product of its branches; a C x 1 x 1 branch scales each channel of the "
+               "others (squeeze-and-excitation)")
+    example = "mul(id | gap -> conv k=4 f=1 -> relu -> conv k=16 f=1 -> sigmoid)"
+    is_merge = True
+
+    def infer(self, p, inputs):
+        full = max(inputs, key=lambda s: (len(s), s[1] * s[2] if len(s) == 3 else 0))
+        for shape in inputs:
+            if shape != full and shape != (full[0], 1, 1):
+                raise LayerError(
+                    f"mul needs branches of one shape, or a {full[0]}x1x1 per-channel scale "
+                    f"({_branches(inputs)})",
+                    f"give every branch the shape {describe_shape(full)}, or end the scale branch with "
+                    f"{full[0]} channels on a 1x1 map (gap -> ... -> conv k={full[0]} f=1)",
+                )
+        return Inferred(shape=full)
+
+
 class Identity(LayerKind):
     name = "id"
     aliases = ("identity",)
@@ -80,4 +102,4 @@ class Shortcut(LayerKind):
         return Inferred(shape=(p["k"], -(-h // s), -(-w // s)), rf_stride=(s, s))
 
 
-KINDS = (Add, Concat, Identity, Shortcut)
+KINDS = (Add, Concat, Multiply, Identity, Shortcut)

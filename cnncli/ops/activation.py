@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
-from ..layers.activation import ELU, Dropout, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
+from ..layers.activation import (ELU, GELU, Dropout, HardSigmoid, HardSwish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU,
+                                 Softmax, Tanh)
 from .base import Op
 from .jit import kernel
 from .threads import parallel, parallel_values
@@ -108,6 +111,77 @@ def tanh_backward(lo, hi, x, y, dy, a, dx):
         dx[i] = dy[i] * (one - y[i] * y[i])
 
 
+@kernel
+def silu_forward(lo, hi, x, a, y):
+    x, y = x[lo:hi], y[lo:hi]
+    one = x.dtype.type(1)
+    for i in range(x.size):
+        y[i] = x[i] / (one + np.exp(-x[i]))
+
+
+@kernel
+def silu_backward(lo, hi, x, y, dy, a, dx):
+    """d/dx x*s(x) = s + x*s*(1 - s) = s * (1 + x - y), with y = x*s."""
+    x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
+    one = x.dtype.type(1)
+    for i in range(x.size):
+        s = one / (one + np.exp(-x[i]))
+        dx[i] = dy[i] * s * (one + x[i] - y[i])
+
+
+@kernel
+def hardsigmoid_forward(lo, hi, x, a, y):
+    x, y = x[lo:hi], y[lo:hi]
+    z, one, three, sixth = x.dtype.type(0), x.dtype.type(1), x.dtype.type(3), x.dtype.type(1 / 6)
+    for i in range(x.size):
+        y[i] = z if x[i] <= -three else (one if x[i] >= three else x[i] * sixth + x.dtype.type(0.5))
+
+
+@kernel
+def hardsigmoid_backward(lo, hi, x, y, dy, a, dx):
+    x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
+    z, three, sixth = x.dtype.type(0), x.dtype.type(3), x.dtype.type(1 / 6)
+    for i in range(x.size):
+        dx[i] = dy[i] * sixth if (x[i] > -three and x[i] < three) else z
+
+
+@kernel
+def hardswish_forward(lo, hi, x, a, y):
+    x, y = x[lo:hi], y[lo:hi]
+    z, three, sixth = x.dtype.type(0), x.dtype.type(3), x.dtype.type(1 / 6)
+    for i in range(x.size):
+        y[i] = z if x[i] <= -three else (x[i] if x[i] >= three else x[i] * (x[i] + three) * sixth)
+
+
+@kernel
+def hardswish_backward(lo, hi, x, y, dy, a, dx):
+    """0 below -3, 1 above 3, (2x + 3) / 6 between (PyTorch's choice at the kinks)."""
+    x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
+    z, three, half, third = x.dtype.type(0), x.dtype.type(3), x.dtype.type(0.5), x.dtype.type(1 / 3)
+    for i in range(x.size):
+        dx[i] = z if x[i] < -three else (dy[i] if x[i] > three else dy[i] * (x[i] * third + half))
+
+
+@kernel
+def gelu_forward(lo, hi, x, a, y):
+    """Phi(x) = erfc(-x / sqrt 2) / 2: erfc keeps float32 precision where erf would cancel (x << 0)."""
+    x, y = x[lo:hi], y[lo:hi]
+    half, root_half = x.dtype.type(0.5), x.dtype.type(0.7071067811865476)
+    for i in range(x.size):
+        y[i] = half * x[i] * math.erfc(-x[i] * root_half)
+
+
+@kernel
+def gelu_backward(lo, hi, x, y, dy, a, dx):
+    """d/dx x*Phi(x) = Phi(x) + x*phi(x)."""
+    x, y, dy, dx = x[lo:hi], y[lo:hi], dy[lo:hi], dx[lo:hi]
+    half, root_half = x.dtype.type(0.5), x.dtype.type(0.7071067811865476)
+    inv_root_2pi = x.dtype.type(0.3989422804014327)
+    for i in range(x.size):
+        cdf = half * math.erfc(-x[i] * root_half)
+        dx[i] = dy[i] * (cdf + x[i] * inv_root_2pi * np.exp(-half * x[i] * x[i]))
+
+
 # float32 tanh as a rational function: only multiplies, adds and one divide, so it vectorises
 # (libm's tanh does not, and took 3 ms of LeNet-5's 7 ms step). The minimax coefficients are the
 # ones Eigen uses for float tanh; measured error against float64 tanh: at most 4e-7 (3 ulp).
@@ -154,6 +228,10 @@ KERNELS = {
     ELU: (elu_forward, elu_backward),
     Sigmoid: (sigmoid_forward, sigmoid_backward),
     Tanh: (tanh_forward, tanh_backward),
+    SiLU: (silu_forward, silu_backward),
+    HardSigmoid: (hardsigmoid_forward, hardsigmoid_backward),
+    HardSwish: (hardswish_forward, hardswish_backward),
+    GELU: (gelu_forward, gelu_backward),
 }
 
 

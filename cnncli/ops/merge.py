@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.merge import Add, Concat, Shortcut
+from ..layers.merge import Add, Concat, Multiply, Shortcut
 from .base import Op
+from .jit import kernel
+from .threads import parallel
 
 
 class AddOp(Op):
@@ -21,6 +23,55 @@ class AddOp(Op):
 
     def backward(self, dy, need):
         return [dy if wanted else None for wanted in need]
+
+
+@kernel
+def channel_dot(lo, hi, dy, x, ds):
+    """ds[c, n] = sum over positions m of dy[c, m, n] * x[c, m, n], for channels lo..hi."""
+    for c in range(lo, hi):
+        acc = ds[c]
+        acc[:] = 0
+        for m in range(dy.shape[1]):
+            a, b = dy[c, m], x[c, m]
+            for n in range(acc.size):
+                acc[n] += a[n] * b[n]
+
+
+class MultiplyOp(Op):
+    """Product of branches. A (C, 1, 1, N) branch broadcasts over H x W of the full-size ones; its
+    gradient sums dy * (product of the others) over those positions."""
+
+    kinds = (Multiply,)
+
+    def forward(self, xs, train, rng):
+        self.xs = xs
+        out = self.scratch("out", self.out_shape(xs[0].shape[3]))
+        np.multiply(xs[0], xs[1], out=out)
+        for x in xs[2:]:
+            out *= x
+        return out
+
+    def backward(self, dy, need):
+        grads = []
+        for i, wanted in enumerate(need):
+            x, others = self.xs[i], [other for j, other in enumerate(self.xs) if j != i]
+            if not wanted:
+                grads.append(None)
+            elif x.shape != dy.shape and len(others) == 1 and others[0].shape == dy.shape:
+                c, n = dy.shape[0], dy.shape[3]  # the usual squeeze-and-excitation scale
+                ds = self.scratch(f"d{i}", x.shape)
+                parallel(channel_dot, c, dy.reshape(c, -1, n), others[0].reshape(c, -1, n), ds.reshape(c, n))
+                grads.append(ds)
+            else:
+                full = self.scratch(f"full{i}", dy.shape)
+                np.multiply(dy, others[0], out=full)
+                for other in others[1:]:
+                    full *= other
+                if x.shape == dy.shape:
+                    grads.append(full)
+                else:
+                    grads.append(full.sum(axis=(1, 2), keepdims=True))
+        return grads
 
 
 class ConcatOp(Op):
@@ -64,4 +115,4 @@ class ShortcutOp(Op):
         return [dx]
 
 
-OPS = (AddOp, ConcatOp, ShortcutOp)
+OPS = (AddOp, ConcatOp, MultiplyOp, ShortcutOp)

@@ -77,19 +77,21 @@ def show(r, out: Console) -> None:
 
 
 def write_pngs(r, folder: Path) -> dict[str, str]:
+    """Filters, feature maps (beside their input) and training curves as titled matplotlib PNGs."""
+    from . import plots
+
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     if r.filters is not None:
-        signed = r.filters.ndim == 3
         path = folder / "filters.png"
-        pictures.png(pictures.grid(r.filters, signed=signed), path, scale=12, signed=signed)
+        plots.filter_grid(r.filters if r.filters.ndim == 4 else r.filters[:, None], r.filters_layer, path)
         written["filters"] = str(path)
     if r.maps is not None:
         path = folder / f"maps-{r.maps_layer}.png"
-        pictures.png(pictures.grid(r.maps, columns=8), path, scale=6)
+        plots.feature_maps(r.maps, r.maps_layer, r.maps_image, r.maps_input, path)
         written["maps"] = str(path)
     if r.meta and r.meta.get("history"):
         path = folder / "curves.png"
-        pictures.curves_png(r.meta["history"], path)
+        plots.training_curves(r.meta["history"], f"{r.spec.name}: training curves", path)
         written["curves"] = str(path)
     return written

@@ -38,11 +38,26 @@ def describe(kind: type[LayerKind]) -> dict:
     }
 
 
+def _show_block(block, out: Console, json_out: bool) -> None:
+    body = " ; ".join(text.value for text in block.body)
+    if json_out:
+        out.file.write(json.dumps([{"block": block.name, "signature": block.signature(), "body": body}], indent=2) + "\n")
+        return
+    out.print(f"{block.signature()}: a block every spec may call (a spec's own block of that name wins)", markup=False)
+    out.print(f"  = {body}", markup=False)
+
+
 def show(name: str | None, out: Console, json_out: bool) -> None:
+    from ..spec.sections import shipped_blocks
+
+    blocks = shipped_blocks()
+    if name is not None and lookup(name) is None and name in blocks:
+        _show_block(blocks[name], out, json_out)
+        return
     if name is not None:
         kind = lookup(name)
         if kind is None:
-            close = suggest(name, KINDS)
+            close = suggest(name, [*KINDS, *blocks])
             raise UserError(f"unknown layer kind '{name}'",
                             (f"did you mean '{close}'? " if close else "") + "cnn layers lists them all")
         kinds = [kind]
@@ -58,7 +73,9 @@ def show(name: str | None, out: Console, json_out: bool) -> None:
         for k in kinds:
             t.add_row(k.name, ", ".join(k.aliases), k.family, k.summary, k.example)
         out.print(t)
-        out.print("cnn layers KIND shows a kind's parameters.", markup=False)
+        out.print("Shipped blocks, callable from every spec: " + ", ".join(b.signature() for b in blocks.values()),
+                  markup=False)
+        out.print("cnn layers KIND shows a kind's parameters (or a block's definition).", markup=False)
         return
     kind = kinds[0]
     out.print(f"{kind.name}: {kind.summary}", markup=False)

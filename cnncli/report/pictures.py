@@ -1,10 +1,9 @@
 """Pictures of weights and activations: grids of small maps, drawn in a terminal with half blocks
-(each character cell shows two pixels, top as foreground, bottom as background) and as PNG files.
+(each character cell shows two pixels, top as foreground, bottom as background); PNG files are
+drawn by report/plots.py.
 With NO_COLOR or no colour support the terminal view falls back to a ramp of characters."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from rich.text import Text
@@ -78,62 +77,3 @@ def terminal(image: np.ndarray, signed: bool = False, colour: bool = True) -> Te
                 text.append("▀", style=f"rgb({fg[0]},{fg[1]},{fg[2]}) on rgb({bg[0]},{bg[1]},{bg[2]})")
         text.append("\n")
     return text
-
-
-def png(image: np.ndarray, path: Path, scale: int = 8, signed: bool = False) -> tuple[int, int]:
-    """Write a grid image as a PNG, each pixel a scale x scale square; returns (width, height)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        from ..errors import UserError
-
-        raise UserError("--png needs Pillow", "pip install 'cnncli[images]'") from None
-    from ..checkpoint import write_atomic
-
-    rgb_image = image.ndim == 3
-    h, w = image.shape[-2:]
-    pixels = np.full((h, w, 3), 255, np.uint8)
-    for y in range(h):
-        for x in range(w):
-            colour = _rgb(image[:, y, x] if rgb_image else image[y, x], signed)
-            if colour is not None:
-                pixels[y, x] = colour
-    img = Image.fromarray(pixels).resize((w * scale, h * scale), Image.Resampling.NEAREST)
-    write_atomic(path, lambda f: img.save(f, format="PNG"))
-    return img.size
-
-
-def curves_png(history: list[dict], path: Path) -> tuple[int, int]:
-    """Loss and accuracy per epoch, training and validation, as two small line charts."""
-    from PIL import Image, ImageDraw
-
-    from ..checkpoint import write_atomic
-
-    width, height, pad = 640, 260, 40
-    img = Image.new("RGB", (width, 2 * height), "white")
-    draw = ImageDraw.Draw(img)
-    epochs = [r["epoch"] for r in history]
-    panels = (("loss", ("loss", "val_loss")), ("accuracy", ("acc", "val_acc")))
-    colours = {"loss": (31, 119, 180), "acc": (31, 119, 180), "val_loss": (214, 39, 40), "val_acc": (214, 39, 40)}
-    for p, (title, keys) in enumerate(panels):
-        top = p * height
-        series = {k: [r[k] for r in history if k in r] for k in keys if any(k in r for r in history)}
-        draw.text((pad, top + 8), f"{title}: blue training, red validation", fill="black")
-        draw.rectangle((pad, top + pad, width - pad, top + height - pad // 2), outline=(180, 180, 180))
-        values = [v for s in series.values() for v in s]
-        if not values:
-            continue
-        lo, hi = min(values), max(values)
-        hi = hi if hi > lo else lo + 1
-        draw.text((4, top + pad), f"{hi:.3g}", fill="black")
-        draw.text((4, top + height - pad // 2 - 10), f"{lo:.3g}", fill="black")
-        span = max(len(epochs) - 1, 1)
-        for key, ys in series.items():
-            points = [(pad + (width - 2 * pad) * i / span, top + pad + (height - 1.5 * pad) * (1 - (y - lo) / (hi - lo)))
-                      for i, y in enumerate(ys)]
-            if len(points) > 1:
-                draw.line(points, fill=colours[key], width=2)
-            for x, y in points:
-                draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colours[key])
-    write_atomic(path, lambda f: img.save(f, format="PNG"))
-    return img.size

@@ -68,7 +68,8 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
         raise UserError("give either classes (classification) or output (regression), not both", None,
                         doc["output"].where)
     defaults = sections.defaults(doc.get("defaults"))
-    blocks = sections.blocks(doc.get("blocks"))
+    blocks = sections.blocks(doc.get("blocks"))  # a spec's own blocks first; they win over shipped ones
+    blocks.update({name: b for name, b in sections.shipped_blocks().items() if name not in blocks})
     train = train_section.validate(doc["train"]) if "train" in doc else {}
     nodes, tree, last = Expander(blocks, defaults).expand(sections.chain_texts(doc["net"], "net"))
     if not nodes:

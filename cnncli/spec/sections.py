@@ -3,6 +3,7 @@ takes the YAML node of one setting and returns its checked value, or raises a Us
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from ..layers import KINDS, lookup
 from ..layers.base import Shape, describe_shape
 from .blocks import Block, parse_signature
 from .chain import suggest
+from . import yamlsrc
 from .yamlsrc import Text, type_name
 
 
@@ -95,6 +97,13 @@ def blocks(node) -> dict[str, Block]:
             raise UserError(f"block {block} is defined twice", "give each block its own name", body.where)
         found[block] = Block(block, params, values, chain_texts(body, f"block {block}"), body.where)
     return found
+
+
+@functools.cache
+def shipped_blocks() -> dict[str, Block]:
+    """The blocks in shipped-blocks.yaml (such as `se`), callable from every spec."""
+    path = Path(__file__).with_name("shipped-blocks.yaml")
+    return blocks(yamlsrc.load(path.read_text(encoding="utf-8"), f"cnncli/spec/{path.name}"))
 
 
 def defaults(node) -> dict[str, dict[str, Any]]:
