@@ -233,8 +233,8 @@ def evaluate(
     run: Path = typer.Argument(..., help="A run directory (its best checkpoint) or a .npz checkpoint.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (default: what it was trained on)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="k for the top-k accuracy."),
-    png: Optional[Path] = typer.Option(None, "--png", help="Also write the confusion matrix as a PNG image (a file, "
-                                       "or confusion.png in a directory)."),
+    png: Optional[str] = typer.Option(None, "--png", help="Also write the confusion matrix as a PNG image (a file, "
+                                      "or confusion.png in a directory: an existing one, or DIR/ to create)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Loss, accuracy, top-k, per-class precision/recall/F1 and the confusion matrix on the test split."""

@@ -7,6 +7,7 @@ removing) a temporary file there, which also answers correctly for root and read
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -22,9 +23,10 @@ def check_directory(path: str | Path, option: str) -> Path:
 
 def check_file(path: str | Path, option: str, name_in_directory: str) -> Path:
     """The file to write for `option PATH`: PATH itself, or PATH/name_in_directory when PATH is a
-    directory; its directory must be writable (or creatable)."""
+    directory (or ends with a slash: one to create); its directory must be writable (or creatable)."""
+    given = str(path)
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or given.endswith(("/", os.sep)):
         path = path / name_in_directory
     _check_directory(path.parent, option, path)
     return path

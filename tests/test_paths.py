@@ -88,6 +88,8 @@ def test_eval_and_inspect_png_paths(tmp_path, npz):
     assert r.returncode == 0 and (tmp_path / "pics" / "run1" / "confusion.png").exists(), r.stderr
     r = cnn("eval", str(run), "--png", str(tmp_path / "new" / "c.png"))
     assert r.returncode == 0 and (tmp_path / "new" / "c.png").exists(), r.stderr
+    r = cnn("eval", str(run), "--png", f"{tmp_path / 'made'}/")  # a directory to create, by its slash
+    assert r.returncode == 0 and (tmp_path / "made" / "confusion.png").exists(), r.stderr
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
