@@ -17,8 +17,6 @@ from pathlib import Path
 
 from .helpers import ROOT
 
-TINY = "input: 1x6x6\nclasses: 2\nnet: conv k=2 f=3 -> relu -> fc 2\n"
-
 
 def _run(args: list, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     r = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
@@ -40,10 +38,12 @@ def test_fresh_install_then_editable_install_keeps_cnn_working(tmp_path):
     pip = [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps"]
     work = tmp_path / "work"
     work.mkdir()
-    (work / "tiny.yaml").write_text(TINY)
 
     _run([*pip, str(source)], env, work)
-    r = _run([bin_dir / "cnn", "gradcheck", "tiny.yaml", "--json"], env, work)  # compiles kernels
+    # the README's first command (one epoch), from a directory unrelated to the source: compiles kernels
+    r = _run([bin_dir / "cnn", "train", "fashion-tutorial", "--data", "fashion-mnist-sample", "--epochs", "1",
+              "--out", "run", "--json"], env, work)
+    assert json.loads(r.stdout)["final"]["val_acc"] > 0.5 and (work / "run" / "checkpoints" / "best.npz").exists()
     site = Path(_run([bin_dir / "python", "-c", "import cnncli, os; print(os.path.dirname(cnncli.__file__))"],
                      env, work).stdout.strip())
     assert site.is_relative_to(env_dir), site
