@@ -27,7 +27,6 @@ from cnncli.data import SYSTEM  # noqa: E402
 from cnncli.data.augment import Batcher  # noqa: E402
 from cnncli.report.progress import TrainReport  # noqa: E402
 from cnncli.spec import load  # noqa: E402
-from cnncli.spec.train import with_overrides  # noqa: E402
 
 
 class TestedRun(trainer.Run):
@@ -58,10 +57,10 @@ def main() -> None:
         sys.exit(f"{data} not found: apt-get install dataset-fashion-mnist")
     path = ROOT / "architectures" / ("fashion-recipe.yaml" if args.recipe else "fashion-tutorial.yaml")
     spec = load(path)
-    overrides = {"seed": str(args.seed)}
+    options = trainer.Options(values={"seed": args.seed})
     if not args.recipe:
-        overrides.update({"epochs": "5", "batch": "100", "val": "0", "optimizer": "adam lr=0.001"})
-    settings = {**trainer.DEFAULTS, **with_overrides(spec, overrides)}
+        options.overrides.update({"epochs": "5", "batch": "100", "val": "0", "optimizer": "adam lr=0.001"})
+    settings = options.settings(spec.train)
     prepared = trainer.prepare(spec, settings, str(data))
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()

@@ -1,12 +1,18 @@
 """Training-step and inference throughput of cnncli against PyTorch, same network, same machine,
 same thread count, one run.
 
-    python benchmarks/speed_vs_pytorch.py [--threads 2] [--rounds 7] [--steps 20] [--json out.json]
+    python benchmarks/speed_vs_pytorch.py [--threads 1 2] [--rounds 7] [--steps 20] [--only resnet-20-cifar]
+                                          [--layers] [--json out.json]
 
 Both sides run the same spec (PyTorch's twin is built by torch_net.py), Adam, cross-entropy, random
 data. Each side lives in its own worker process, so that neither's idle threads (OpenMP spins while
 waiting for work) slow the other; the script alternates between them in rounds so that a busy moment
 of the machine hits both, and reports the median over rounds. A ratio above 1 means cnncli is faster.
+Each thread count has its own pair of worker processes; the rounds alternate over all of them.
+
+GFLOP/s counts 2 FLOPs per multiply-add of the convs and fc layers (a training step: forward, input
+and weight gradients), the same for both sides; "peak" is the share of the machine's FP32 FMA peak
+measured by peak_flops.py with as many threads.
 """
 
 from __future__ import annotations
@@ -24,10 +30,36 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cnncli.spec import load  # noqa: E402  (the spec side never imports numba)
+from cnncli.spec import load, loads  # noqa: E402  (the spec side never imports numba)
 
-NETS = ["fashion-tutorial", "lenet-5"]
-BATCHES = [64, 256]
+# (network, batch, input, classes): None keeps the spec's own
+RUNS = [("fashion-tutorial", 64, None, None), ("fashion-tutorial", 256, None, None), ("lenet-5", 64, None, None),
+        ("resnet-20-cifar", 64, None, None), ("mobilenet-v2", 32, "3x64x64", 10)]
+
+# --layers: ResNet-20's 3x3 convs one at a time (batch 64). The 1x1 conv before each makes both sides
+# compute the 3x3 conv's input gradient; gap -> fc 10 gives the loss. Both cost little beside the 3x3.
+LAYERS = {f"conv3x3-{c}@{h}": f"input: {c}x{h}x{h}\nclasses: 10\nnet: conv k={c} f=1 bias=false -> "
+          f"conv k={c} f=3 p=1 bias=false -> gap -> fc 10\n" for c, h in ((16, 32), (32, 16), (64, 8))}
+LAYER_RUNS = [(name, 64, None, None) for name in LAYERS]
+
+
+def spec_for(name: str, input_shape: str | None, classes: int | None):
+    """The shipped spec, with its input replaced and its classifier resized to `classes`."""
+    if name in LAYERS:
+        return loads(LAYERS[name], name)
+    text = (ROOT / "architectures" / f"{name}.yaml").read_text()
+    if classes is not None:
+        old = load(ROOT / "architectures" / f"{name}.yaml").classes
+        text = text.replace(f"classes: {old}", f"classes: {classes}").replace(f"fc {old}", f"fc {classes}")
+    return loads(text, name, input_shape=input_shape)
+
+
+def run_flops(spec, batch: int) -> tuple[int, int]:
+    """FLOPs of one training step and of one inference, as `cnn bench` counts them."""
+    from cnncli.bench import layer_flops
+
+    per_layer = [layer_flops(node, batch) for node in spec.nodes]
+    return sum(f + b for f, b in per_layer), sum(f for f, _ in per_layer)
 
 
 def ours(spec, batch):
@@ -44,7 +76,7 @@ def ours(spec, batch):
     y = rng.integers(0, spec.classes, batch)
     step = TrainStep(model, losses.Loss("cross_entropy"),
                      optim.Optimizer(model.flat_params, model.flat_grads, "adam", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8))
-    return (lambda: step(x, y)), (lambda: model.forward_internal(x, train=False))
+    return (lambda: step(x, y)), (lambda: model.infer_internal(x))
 
 
 def theirs(spec, batch):
@@ -78,7 +110,7 @@ def timed(fn, steps):
 
 
 def worker(side: str, threads: int) -> None:
-    """Answer 'network batch steps' lines on stdin with 'train_seconds infer_seconds' per step."""
+    """Answer 'network batch input classes steps' lines on stdin with 'train_seconds infer_seconds' per step."""
     if side == "ours":
         from cnncli.ops.threads import set_threads
 
@@ -89,10 +121,10 @@ def worker(side: str, threads: int) -> None:
         torch.set_num_threads(threads)
     built = {}
     for line in sys.stdin:
-        name, batch, steps = line.split()
-        key = (name, int(batch))
+        name, batch, input_shape, classes, steps = line.split()
+        key = (name, int(batch), input_shape, classes)
         if key not in built:
-            spec = load(ROOT / "architectures" / f"{name}.yaml")
+            spec = spec_for(name, None if input_shape == "-" else input_shape, None if classes == "-" else int(classes))
             built[key] = (ours if side == "ours" else theirs)(spec, int(batch))
             for fn in built[key]:  # warm-up: JIT compilation, allocations
                 for _ in range(3):
@@ -103,56 +135,84 @@ def worker(side: str, threads: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--only", nargs="+", help="run only these networks")
+    parser.add_argument("--layers", action="store_true", help="time ResNet-20's 3x3 convs alone instead")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.threads)
+        worker(args.worker, args.threads[0])
         return
 
     import subprocess
 
     import torch
 
-    sides = {side: subprocess.Popen([sys.executable, __file__, "--worker", side, "--threads", str(args.threads)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for side in ("ours", "torch")}
+    from cnncli.bench import blas_kernels, cpu
 
-    def ask(side, name, batch):
-        proc = sides[side]
-        proc.stdin.write(f"{name} {batch} {args.steps}\n")
+    probe = subprocess.run([sys.executable, str(Path(__file__).with_name("peak_flops.py")), "--json",
+                            "--threads", *map(str, args.threads)], capture_output=True, text=True, check=True)
+    peak = {r["threads"]: r["fma_gflop_per_s"] for r in json.loads(probe.stdout)}
+    workers = {(side, t): subprocess.Popen([sys.executable, __file__, "--worker", side, "--threads", str(t)],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for t in args.threads for side in ("ours", "torch")}
+
+    def ask(side, threads, run):
+        name, batch, input_shape, classes = run
+        proc = workers[(side, threads)]
+        proc.stdin.write(f"{name} {batch} {input_shape or '-'} {classes or '-'} {args.steps}\n")
         proc.stdin.flush()
         train, infer = proc.stdout.readline().split()
         return float(train), float(infer)
 
+    machine = cpu()
+    print(f"cnncli vs PyTorch {torch.__version__}, median of {args.rounds} rounds of {args.steps} steps; "
+          f"{machine['name']}, {machine['vector']}, BLAS {blas_kernels()}; FP32 peak "
+          + ", ".join(f"{peak[t]:.0f} GFLOP/s on {t} thread{'s' if t > 1 else ''}" for t in args.threads))
+    print(f"{'network':16} {'input':>8} {'batch':>5} {'thr':>3} | {'train samples/s':>17} {'ratio':>5} "
+          f"{'GFLOP/s':>11} {'peak':>4} | {'inference samples/s':>17} {'ratio':>5} {'GFLOP/s':>11} {'peak':>4}")
+    print(f"{'':16} {'':>8} {'':>5} {'':>3} | {'cnncli':>8} {'PyTorch':>8} {'':>5} {'cnncli':>5} {'torch':>5} {'':>4} | "
+          f"{'cnncli':>8} {'PyTorch':>8} {'':>5} {'cnncli':>5} {'torch':>5} {'':>4}")
     results = []
-    print(f"cnncli vs PyTorch {torch.__version__}, {args.threads} threads each, median of {args.rounds} rounds "
-          f"of {args.steps} steps")
-    print(f"{'network':18} {'batch':>5} | {'train samples/s':>25} {'ratio':>6} | {'inference samples/s':>25} {'ratio':>6}")
-    print(f"{'':18} {'':>5} | {'cnncli':>12} {'PyTorch':>12} {'':>6} | {'cnncli':>12} {'PyTorch':>12}")
-    for name in NETS:
-        for batch in BATCHES:
-            samples = {k: [] for k in ("ours_train", "ours_infer", "torch_train", "torch_infer")}
-            for _ in range(args.rounds):
+    runs = [r for r in (LAYER_RUNS if args.layers else RUNS) if not args.only or r[0] in args.only]
+    for run in runs:
+        name, batch, input_shape, classes = run
+        spec = spec_for(name, input_shape, classes)
+        train_flops, infer_flops = run_flops(spec, batch)
+        samples = {(t, k): [] for t in args.threads for k in ("ours_train", "ours_infer", "torch_train", "torch_infer")}
+        for _ in range(args.rounds):
+            for t in args.threads:
                 for side in ("ours", "torch"):
-                    train, infer = ask(side, name, batch)
-                    samples[f"{side}_train"].append(train)
-                    samples[f"{side}_infer"].append(infer)
-            med = {k: batch / statistics.median(v) for k, v in samples.items()}
-            row = {"network": name, "batch": batch, "threads": args.threads,
-                   **{f"{k}_samples_per_s": round(v, 1) for k, v in med.items()},
-                   "train_ratio": round(med["ours_train"] / med["torch_train"], 3),
-                   "inference_ratio": round(med["ours_infer"] / med["torch_infer"], 3)}
+                    train, infer = ask(side, t, run)
+                    samples[(t, f"{side}_train")].append(train)
+                    samples[(t, f"{side}_infer")].append(infer)
+        for t in args.threads:
+            sec = {k: statistics.median(v) for (tt, k), v in samples.items() if tt == t}
+            spread = {k: (max(v) - min(v)) / statistics.median(v) for (tt, k), v in samples.items() if tt == t}
+            row = {"network": name, "input": "x".join(map(str, spec.input)), "batch": batch, "threads": t,
+                   **{f"{k}_samples_per_s": round(batch / v, 1) for k, v in sec.items()},
+                   **{f"{k}_gflop_per_s": round((train_flops if k.endswith("train") else infer_flops) / v / 1e9, 2)
+                      for k, v in sec.items()},
+                   "train_ratio": round(sec["torch_train"] / sec["ours_train"], 3),
+                   "inference_ratio": round(sec["torch_infer"] / sec["ours_infer"], 3),
+                   "peak_gflop_per_s": round(peak[t], 1),
+                   "largest_spread": round(max(spread.values()), 3)}
             results.append(row)
-            print(f"{name:18} {batch:>5} | {med['ours_train']:>12,.0f} {med['torch_train']:>12,.0f} "
-                  f"{row['train_ratio']:>6.2f} | {med['ours_infer']:>12,.0f} {med['torch_infer']:>12,.0f} "
-                  f"{row['inference_ratio']:>6.2f}", flush=True)
-    for proc in sides.values():
+            share = {k: row[f"{k}_gflop_per_s"] / peak[t] for k in ("ours_train", "ours_infer")}
+            print(f"{name:16} {row['input']:>8} {batch:>5} {t:>3} | {row['ours_train_samples_per_s']:>8,.0f} "
+                  f"{row['torch_train_samples_per_s']:>8,.0f} {row['train_ratio']:>5.2f} "
+                  f"{row['ours_train_gflop_per_s']:>5.1f} {row['torch_train_gflop_per_s']:>5.1f} {share['ours_train']:>4.0%} | "
+                  f"{row['ours_infer_samples_per_s']:>8,.0f} {row['torch_infer_samples_per_s']:>8,.0f} "
+                  f"{row['inference_ratio']:>5.2f} {row['ours_infer_gflop_per_s']:>5.1f} "
+                  f"{row['torch_infer_gflop_per_s']:>5.1f} {share['ours_infer']:>4.0%}", flush=True)
+    for proc in workers.values():
         proc.stdin.close()
         proc.wait()
+    print("ratio: cnncli's samples/s over PyTorch's (above 1: cnncli faster); peak: cnncli's share of the FP32 peak; "
+          "largest spread of a median in the JSON")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -74,6 +74,24 @@ class Checkpoint:
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path, self.meta, self.arrays = path, meta, arrays
 
+    def spec(self):
+        """The network the checkpoint was trained with, parsed again; a spec that no longer parses
+        (saved by another cnncli version, or edited) is reported as the checkpoint's problem."""
+        from .spec import loads
+
+        try:
+            return loads(self.meta["spec"], self.meta.get("spec_file", str(self.path)))
+        except UserError as exc:
+            saved = self.meta.get("cnncli")
+            place = f"{exc.where}: " if exc.where else ""
+            raise UserError(f"{self.path}: the network stored in this checkpoint no longer parses"
+                            + (f" (saved by cnncli {saved}, this is {__version__})" if saved != __version__ else "")
+                            + f": {place}{exc.message}",
+                            "evaluate or resume it with the cnncli version that saved it, or fix the spec and train "
+                            "again (the spec is also in the run directory as spec.yaml)") from None
+        except KeyError:
+            raise UserError(f"{self.path}: the checkpoint's metadata has no spec", None) from None
+
     def restore(self, model, optimizer=None) -> None:
         """Load weights and buffers (and optimizer state) into a model built from the same spec."""
         wanted = {**{f"param/{k}": v for k, v in model.params().items()},

@@ -6,6 +6,7 @@ Nothing here imports numba at module level, so `cnn shapes` and `--help` answer 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Optional
 import typer
 
 from . import __version__, cliparams, outputs
-from .errors import UserError
+from .errors import UserError, printable
 
 cliparams.install()
 
@@ -43,7 +44,10 @@ def _count(text: str | None, option: str) -> int | None:
     if not m:
         raise UserError(f"{option} {text} is not a number", f"write e.g. {option} 5000000 or {option} 5M")
     scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[m.group(2).lower()]
-    return int(float(m.group(1).replace("_", "").replace(",", "")) * scale)
+    value = float(m.group(1).replace("_", "").replace(",", "")) * scale
+    if not math.isfinite(value):
+        raise UserError(f"{option} {text} is too large", f"write e.g. {option} 5000000 or {option} 5M")
+    return int(value)
 
 
 SPEC_HELP = "A spec file (YAML), or a shipped network's name (see cnn zoo)."
@@ -114,7 +118,7 @@ def shapes(
     for what, figure in (("parameters", net.total_params), ("MACs per sample", net.total_macs)):
         limit, option = limits[what]
         if limit is not None and figure > limit:
-            err.print(f"error: {spec}: {what} {figure:,} exceed {option} {limit:,}", markup=False)
+            err.print(f"error: {printable(spec)}: {what} {figure:,} exceed {option} {limit:,}", markup=False)
             over = True
     if over:
         raise typer.Exit(1)
@@ -153,6 +157,7 @@ def layers(
 
 
 def _settings(pairs: list[str]) -> dict[str, str]:
+    """--set key=value pairs as written; the settings table reads and checks the values."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -164,17 +169,21 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 
 @app.command(epilog="Example: cnn train fashion-tutorial --data fashion-mnist-sample --epochs 1 --out runs/tutorial\n\n"
-             "Resume an interrupted run: cnn train --resume runs/tutorial")
+             "Resume or extend to 2 epochs in all: cnn train --resume runs/tutorial --epochs 2\n\n"
+             "Fine-tune: cnn train fashion-tutorial --data fashion-mnist-sample --weights runs/tutorial "
+             "--freeze 'conv*' --epochs 1 --out runs/tuned")
 def train(
     spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Not needed with --resume.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (overrides train.data)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training set."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training set (in total, with --resume)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=2, help="Samples per step."),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for weights, shuffling, dropout, augmentation."),
     sets: list[str] = typer.Option([], "--set", help="Override a train setting: --set key=value (repeatable)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Start from a run's (or a checkpoint's) weights, matched by layer name."),
+    freeze: list[str] = typer.Option([], "--freeze", help="Keep these layers fixed: a name or glob pattern (repeatable), e.g. 'conv*'."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/NAME-TIMESTAMP)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue (or extend, with --epochs) the run in this directory."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads (default: CNNCLI_THREADS or all cores)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard logs to RUN/tensorboard/."),
     log_every: int = typer.Option(10, "--log-every", min=1, help="With --tensorboard: the training loss every N steps."),
@@ -192,17 +201,16 @@ def train(
     report = TrainReport(quiet, json_out)
     err = console(stderr=True)
     try:
+        values = {key: value for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr), ("seed", seed),
+                                                ("freeze", freeze or None)) if value is not None}
+        options = trainer.Options(data, out, _settings(sets), threads, log_every if tensorboard else None, values,
+                                  weights)
         if resume is not None:
-            summary = trainer.resume(resume, report, threads)
+            summary = trainer.resume(resume, report, options, spec)
         else:
             if spec is None:
                 raise UserError("cnn train needs a spec file (or --resume RUN_DIR)",
                                 "e.g. cnn train fashion-tutorial")
-            overrides = _settings(sets)
-            for key, value in (("epochs", epochs), ("batch", batch), ("lr", lr), ("seed", seed)):
-                if value is not None:
-                    overrides[key] = str(value)
-            options = trainer.Options(data, out, overrides, threads, log_every if tensorboard else None)
             summary = trainer.start(spec, options, report)
     except UserError as exc:
         report.close()
@@ -210,11 +218,11 @@ def train(
     except trainer.Interrupted as exc:
         report.close()
         run = exc.path.parent.parent
-        err.print(f"interrupted: saved {exc.path}; resume with: cnn train --resume {run}", markup=False)
+        err.print(printable(f"interrupted: saved {exc.path}; resume with: cnn train --resume {run}"), markup=False)
         raise typer.Exit(128 + exc.signum)
     except trainer.LossDiverged as exc:
         report.close()
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {printable(exc)}", markup=False)
         err.print("  hint: lower the learning rate (--lr), clip gradients (--set clip=1.0), or check the data",
                   markup=False)
         raise typer.Exit(3)
@@ -225,7 +233,7 @@ def train(
         line = f"done: {summary['epochs']} epochs in {summary['seconds']:.1f} s; run directory {summary['run']}"
         if best:
             line += f"; best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}"
-        console().print(line, markup=False)
+        console().print(printable(line), markup=False)
 
 
 @app.command(name="eval", epilog="Example: cnn eval runs/tutorial --png confusion.png")
@@ -310,7 +318,7 @@ def inspect(
         return
     report.show(result, console())
     for what, path in written.items():
-        console(stderr=True).print(f"wrote {what}: {path}", markup=False)
+        console(stderr=True).print(printable(f"wrote {what}: {path}"), markup=False)
 
 
 @app.command(epilog="Example: cnn bench fashion-tutorial --batch 64")
@@ -375,6 +383,48 @@ def gradcheck(
         report.show(results, tolerance, console())
     if failed:
         raise typer.Exit(1)
+
+
+@app.command(epilog="Example: cnn export architectures/lenet-5.yaml lenet-5.onnx\n\n"
+             "Weights alone: cnn export runs/fashion-tutorial-20261122-101500 weights.safetensors")
+def export(
+    source: Path = typer.Argument(..., help="A run directory (its best checkpoint), a .npz checkpoint, or a spec (.yaml).",
+                                  show_default=False),
+    out: Path = typer.Argument(..., help="OUT.onnx (the network) or OUT.safetensors (the weights alone).",
+                               show_default=False),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of a spec's initial weights (as Model.from_spec)."),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the input size, e.g. 3x64x64."),
+) -> None:
+    """Export a network to ONNX (input 'input', outputs 'logits' and 'probabilities'), or its weights to safetensors.
+
+    The ONNX graph takes pixels scaled to [0, 1], as cnn predict reads images, and normalises them
+    itself with the statistics stored in the checkpoint.
+    """
+    from . import exchange
+    from .report import console
+
+    try:
+        done = exchange.export(source, out, seed, input_shape)
+    except UserError as exc:
+        _fail(exc)
+    console(stderr=True).print(done, markup=False)
+
+
+@app.command(name="import", epilog="Example: cnn import lenet-5.onnx lenet-5.yaml")
+def import_(
+    model: Path = typer.Argument(..., help="An ONNX file of a CNN.", show_default=False),
+    out: Path = typer.Argument(..., help="The spec to write (.yaml); the checkpoint goes beside it (.npz).",
+                               show_default=False),
+) -> None:
+    """Turn an ONNX CNN into a spec and a checkpoint beside it, for cnn shapes, eval, predict and inspect."""
+    from .exchange.onnx_import import import_onnx
+    from .report import console
+
+    try:
+        done = import_onnx(model, out)
+    except UserError as exc:
+        _fail(exc)
+    console(stderr=True).print(done, markup=False)
 
 
 def _threads(threads: int | None) -> None:

@@ -4,6 +4,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+SHOWN_CHARS = 200  # a quoted value longer than this is cut when echoed, so it cannot flood a terminal
+SHOWN_MESSAGE = 1000  # the same for a whole message, which may quote several values
+
+
+def printable(text: object, limit: int | None = None) -> str:
+    """Input made safe to echo to a terminal: control and format characters (escape sequences, NUL,
+    line breaks, bidirectional overrides) appear escaped as \\x1b, \\n, \\u202e; `limit` cuts long text.
+
+    The one place where text from a spec, a file name or data is prepared for the terminal: the error
+    printer and every report use it.
+    """
+    text = str(text)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + f"... ({len(text):,} characters)"
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
 
 @dataclass(frozen=True)
 class Where:
@@ -41,15 +68,17 @@ class UserError(Exception):
         super().__init__(self.message)
 
     def __str__(self) -> str:
-        head = f"{self.where}: " if self.where else ""
+        # Every part may quote the user's input: each is escaped on its own, so the only line
+        # breaks are the ones that separate the parts.
+        head = f"{printable(self.where)}: " if self.where else ""
         if self.layer:
-            named = f" ({self.node})" if self.node else ""
-            head += f"layer '{self.layer}'{named}: "
-        text = head + self.message
+            named = f" ({printable(self.node)})" if self.node else ""
+            head += f"layer '{printable(self.layer, SHOWN_CHARS)}'{named}: "
+        text = head + printable(self.message, SHOWN_MESSAGE)
         for call in self.calls:
-            text += f"\n  {call}"
+            text += f"\n  {printable(call, SHOWN_CHARS)}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {printable(self.hint, SHOWN_MESSAGE)}"
         return text
 
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from . import checkpoint
 from .errors import UserError
-from .spec import loads
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Trained:
         out = []
         m = self.model
         for _, x in self.batches(images):
-            m.forward_internal(x, train=False)
+            m.infer_internal(x)
             y = m.output_of(m.logits_node)
             out.append(y.reshape(y.shape[0], -1).T.astype(np.float64))
         y = np.concatenate(out)
@@ -59,7 +58,7 @@ def load_trained(path: str | Path) -> Trained:
     from .model import Model
 
     ck = checkpoint.load(path)
-    spec = loads(ck.meta["spec"], ck.meta.get("spec_file", str(ck.path)))
+    spec = ck.spec()
     model = Model(spec, np.float32)
     ck.restore(model)
     return Trained(model, ck.meta, ck.path)

@@ -49,7 +49,7 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     else:
         ck = checkpoint.load(target)
         meta = ck.meta
-        spec = specs.loads(meta["spec"], meta.get("spec_file", str(ck.path)))
+        spec = ck.spec()
         model = Model(spec, np.float32, fuse=False)  # every layer's own output, for statistics
         ck.restore(model)
     result = Inspection(spec, meta)

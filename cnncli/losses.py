@@ -81,6 +81,6 @@ class Loss:
         return float(loss), self._grad.reshape(out.shape), int(correct)
 
 
-def from_spec(train: dict, classes: int | None) -> Loss:
-    setting = train.get("loss") or {"name": "cross_entropy" if classes else "mse", "smoothing": 0.0}
+def from_spec(train, classes: int | None) -> Loss:
+    setting = train.loss or {"name": "cross_entropy" if classes else "mse", "smoothing": 0.0}
     return Loss(setting["name"], setting.get("smoothing", 0.0))

@@ -6,7 +6,8 @@
     model.param("conv1.weight")                    # a numpy view, PyTorch's layout
 
 All parameters live in one flat vector (and their gradients in another), so an optimizer step is one
-pass over memory; `param()` and `grad()` are views into them.
+pass over memory; `param()` and `grad()` are views into them. Parameters of frozen layers come
+first, so the trainable ones are one contiguous slice (`flat_trainable`) for the optimizer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from .errors import UserError
 from .layers.activation import ReLU, ReLU6, Softmax
 from .ops.base import Fused, Op
+from .ops.conv import ConvOp
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp, BatchNormOp
 from .ops.pool import MaxPoolOp
 from .ops.registry import op_for
@@ -27,8 +29,11 @@ from .spec.graph import INPUT
 
 
 class Model:
-    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0, fuse: bool = True):
+    def __init__(self, spec: Spec, dtype=np.float32, seed: int = 0, fuse: bool = True, frozen=()):
+        """frozen: names of layers whose parameters stay fixed and whose batch norm keeps its
+        running statistics (runs in evaluation mode) while training."""
         self.spec = spec
+        self.frozen = frozenset(frozen)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
@@ -36,6 +41,7 @@ class Model:
         if fuse:
             self._fuse()
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
+        layout.sort(key=lambda item: item[0].node.name not in self.frozen)  # stable: frozen first
         total = sum(prod(shape) for _, _, shape in layout)
         self.flat_params = np.zeros(total, self.dtype)
         self.flat_grads = np.zeros(total, self.dtype)
@@ -47,6 +53,9 @@ class Model:
             op.grads[name] = self.flat_grads[offset : offset + size].reshape(shape)
             self.param_names.append(f"{op.node.name}.{name}")
             offset += size
+        n_frozen = sum(prod(shape) for op, _, shape in layout if op.node.name in self.frozen)
+        self.flat_trainable = self.flat_params[n_frozen:]
+        self.flat_trainable_grads = self.flat_grads[n_frozen:]
         for op in self.ops:
             for name, shape in op.buffer_shapes().items():
                 op.buffers[name] = np.zeros(shape, self.dtype)
@@ -57,12 +66,14 @@ class Model:
         self.rng = np.random.default_rng(run_seq)  # dropout masks
         self._by_name = {op.node.name: op for op in self.ops}
         self._outputs: list[np.ndarray] = []
+        self._inferred = False  # the last pass was infer_internal: no saved inputs for a backward
         self._accumulators: dict[int, np.ndarray] = {}
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
         """bn -> relu (or relu6) [-> max pool] becomes one pass over memory when each layer is the
-        only reader of the one before. Results are the same; `cnn gradcheck` checks both forms."""
+        only reader of the one before. Results are the same; `cnn gradcheck` checks both forms.
+        A conv whose only reader is a bn (not one fused with a pool) applies it in infer_internal."""
         readers: dict[int, list[int]] = {}
         for op in self.ops:
             for i in op.node.inputs:
@@ -90,6 +101,12 @@ class Model:
                 op.act = act
                 fused = op
             self.ops[act_op.node.index] = Fused(act_op.node, self.dtype, fused)
+        # conv -> bn: in infer_internal the conv applies the bn (and its fused activation)
+        for op in self.ops:
+            after = sole_reader(op) if isinstance(op, ConvOp) else None
+            if type(after) is BatchNormOp:
+                op.fold = after
+                after.folded = True
 
     @classmethod
     def from_spec(cls, source: str | Path | Spec, dtype=np.float32, seed: int = 0) -> "Model":
@@ -157,14 +174,26 @@ class Model:
     def forward_internal(self, x: np.ndarray, train: bool, tap=None) -> np.ndarray:
         """x and the result in the engine's (C, H, W, N) layout. `tap(index, y)`, when given, sees
         each node's output and returns what the next layers get (`cnn gradcheck` nudges values)."""
+        def forward(op, xs):
+            mode = train and not (op.buffers and op.node.name in self.frozen)  # frozen BN: running statistics
+            return op.forward(xs, mode, self.rng)
+
+        return self._run(x, forward, inferred=False, tap=tap)
+
+    def infer_internal(self, x: np.ndarray) -> np.ndarray:
+        """forward_internal(x, train=False) for a pass that no backward follows (evaluation,
+        prediction, benchmarks): each conv applies the batch norm after it (folded into its filters)
+        and that norm's activation, so the norm's pass over memory is saved. The folded layers'
+        own outputs are not computed, so a backward after this is refused."""
+        return self._run(x, lambda op, xs: op.infer(xs, self.rng), inferred=True)
+
+    def _run(self, x: np.ndarray, call, inferred: bool, tap=None) -> np.ndarray:
         outputs = self._outputs = []
         timer = self.timer
+        self._inferred = inferred
         for op in self.ops:
             xs = [x if i == INPUT else outputs[i] for i in op.node.inputs]
-            if timer is None:
-                y = op.forward(xs, train, self.rng)
-            else:
-                y = timer(op, "forward", lambda: op.forward(xs, train, self.rng))
+            y = call(op, xs) if timer is None else timer(op, "forward", lambda: call(op, xs))
             outputs.append(y if tap is None else tap(op.node.index, y))
         return outputs[self.spec.output_node]
 
@@ -181,6 +210,8 @@ class Model:
                           seen: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
         """Backward from node `start` (default: the output node), whose output gradient is dy.
         `seen`, when given, receives a copy of the gradient arriving at each node's output."""
+        if self._inferred:
+            raise RuntimeError("backward after infer_internal: run forward_internal for a pass with a backward")
         grads: dict[int, np.ndarray] = {self.spec.output_node if start is None else start: dy}
         owned: set[int] = set()
         timer = self.timer

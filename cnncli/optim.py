@@ -138,16 +138,17 @@ class Optimizer:
                      t(s["momentum"]), wd)
 
 
-def from_spec(train: dict, params: np.ndarray, grads: np.ndarray) -> Optimizer:
+def from_spec(train, params: np.ndarray, grads: np.ndarray) -> Optimizer:
+    """The optimizer a TrainSettings names (Adam by default), over the given flat vectors."""
     from .spec.train import OPTIMIZERS, parse_component
 
-    if train.get("optimizer"):
-        settings = dict(train["optimizer"])
+    if train.optimizer:
+        settings = dict(train.optimizer)
     else:
         settings = {"name": "adam", **parse_component("adam", OPTIMIZERS, "optimizer")[1]}
-    if "lr" in train:
-        settings["lr"] = train["lr"]
-    if "weight_decay" in train:
-        settings["weight_decay"] = train["weight_decay"]
+    if train.lr is not None:
+        settings["lr"] = train.lr
+    if train.weight_decay is not None:
+        settings["weight_decay"] = train.weight_decay
     name = settings.pop("name")
-    return Optimizer(params, grads, name, l1=train.get("l1", 0.0), clip=train.get("clip", 0.0), **settings)
+    return Optimizer(params, grads, name, l1=train.l1, clip=train.clip, **settings)

@@ -25,6 +25,6 @@ class TrainStep:
 
     def evaluate(self, x: np.ndarray, target: np.ndarray) -> tuple[float, int]:
         m = self.model
-        m.forward_internal(x, train=False)
+        m.infer_internal(x)
         loss, _, correct = self.loss(m.output_of(self.start), target)
         return loss, correct

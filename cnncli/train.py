@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -22,13 +23,13 @@ import numpy as np
 
 from . import checkpoint
 from . import data as datasets
-from .errors import UserError
+from .errors import UserError, Where
 from .outputs import check_directory
 from .report import tensorboard_log
-from .spec import Spec, loads
-from .spec.train import jsonable, with_overrides
+from .schedules import Schedule
+from .spec import Spec
+from .spec.train import SETTINGS, TrainSettings
 
-DEFAULTS = {"epochs": 5, "batch": 64, "val": 0.1, "seed": 0}
 HIGHER_IS_BETTER = {"val_acc": True, "acc": True, "val_loss": False, "loss": False}
 
 
@@ -45,18 +46,32 @@ class LossDiverged(Exception):
 
 @dataclass
 class Options:
+    """What the `cnn train` command line adds to a spec's (or a resumed run's) settings."""
+
     data: str | None = None
     out: Path | None = None
-    overrides: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)  # --set key=value, as written
     threads: int | None = None
     tensorboard_every: int | None = None  # log to RUN/tensorboard, the step loss every N steps
+    values: dict[str, Any] = field(default_factory=dict)  # typed options: {"epochs": 10, "lr": 0.01}
+    weights: Path | None = None  # --weights: start from a run's or checkpoint's parameters
+
+    def settings(self, base: TrainSettings) -> TrainSettings:
+        """A copy of base with --set values, then the typed options (which win, as they are explicit)."""
+        settings = base.copy()
+        for key, text in self.overrides.items():
+            settings.set_text(key, text)
+        for key, value in self.values.items():
+            shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            settings.set(key, value, Where(f"--{key.replace('_', '-')} {shown}"))
+        return settings
 
 
 @dataclass
 class Prepared:
     """Everything a run needs besides the model: data split, normalisation, settings."""
 
-    settings: dict[str, Any]
+    settings: TrainSettings
     data_argument: str  # the name or path the data came from, as the user wrote it
     data_path: str  # the same, a path made absolute: what `cnn eval` and resume use, from any directory
     dataset: Any
@@ -66,19 +81,19 @@ class Prepared:
     std: np.ndarray
 
 
-def prepare(spec: Spec, settings: dict[str, Any], data_override: str | None) -> Prepared:
-    name = data_override or settings.get("data")
+def prepare(spec: Spec, settings: TrainSettings, data_override: str | None) -> Prepared:
+    name = data_override or settings.data
     if not name:
         raise UserError("no data to train on", "give --data NAME_OR_PATH, or `data:` under `train:` in the spec")
     data_dir = None
-    spec_named = str(settings.get("data", "")).lower() in datasets.NAMES  # e.g. fashion-mnist
+    spec_named = str(settings.data or "").lower() in datasets.NAMES  # e.g. fashion-mnist
     if data_override and spec_named and data_override.lower() not in datasets.NAMES and Path(data_override).is_dir():
-        name, data_dir = settings["data"], data_override  # --data DIR for the spec's named dataset
+        name, data_dir = settings.data, data_override  # --data DIR for the spec's named dataset
     dataset = datasets.resolve(name, data_dir)
     check_fits(spec, dataset)
-    rng = np.random.default_rng([settings["seed"], 999])
+    rng = np.random.default_rng([settings.seed, 999])
     order = rng.permutation(len(dataset.x_train))
-    val = settings["val"]
+    val = settings.val
     count = int(round(val * len(order))) if isinstance(val, float) else int(val)
     if count >= len(order) - 1:
         raise UserError(f"val {val} leaves no training data ({len(order)} samples)", "use a smaller fraction or count")
@@ -106,27 +121,27 @@ class Run:
     """One training run: model, optimizer, schedule, data, and the run directory's files."""
 
     def __init__(self, spec: Spec, prepared: Prepared, out: Path, report, resume: checkpoint.Checkpoint | None = None,
-                 log=None):
+                 log=None, weights: Path | None = None):
         from . import losses, optim
         from .data.augment import Batcher
         from .model import Model
-        from .schedules import Schedule
         from .step import TrainStep
 
         s = self.settings = prepared.settings
         self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
         self.log = log  # a TensorBoardLog, or None
-        self.model = Model(spec, np.float32, seed=s["seed"])
+        self.model = Model(spec, np.float32, seed=s.seed, frozen=spec.frozen_layers(s))
+        self.weights = load_weights(self.model, weights) if weights is not None else None
         self.loss = losses.from_spec(s, spec.classes)
-        self.optimizer = optim.from_spec(s, self.model.flat_params, self.model.flat_grads)
+        self.optimizer = optim.from_spec(s, self.model.flat_trainable, self.model.flat_trainable_grads)
         self.step = TrainStep(self.model, self.loss, self.optimizer)
         ds = prepared.dataset
-        self.batcher = Batcher(ds.x_train, prepared.mean, prepared.std, s.get("augment", []), s["seed"])
+        self.batcher = Batcher(ds.x_train, prepared.mean, prepared.std, s.augment, s.seed)
         self.labels = ds.y_train
-        self.batch = s["batch"]
+        self.batch = s.batch
         self.steps_per_epoch = len(self.batches(0))
-        self.schedule = Schedule(s.get("schedule"), self.optimizer.lr, s["epochs"], self.steps_per_epoch)
-        stop = s.get("early_stop")
+        self.schedule = Schedule(s.schedule, self.optimizer.lr, s.epochs, self.steps_per_epoch)
+        stop = s.early_stop
         self.monitor = stop["metric"] if stop else ("val_acc" if self.loss.classifies else "val_loss")
         if not len(prepared.val_index) and self.monitor.startswith("val_"):
             self.monitor = self.monitor[4:]
@@ -142,7 +157,7 @@ class Run:
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         index = self.prepared.train_index
-        order = index[np.random.default_rng([self.settings["seed"], epoch]).permutation(len(index))]
+        order = index[np.random.default_rng([self.settings.seed, epoch]).permutation(len(index))]
         out = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
         if len(out) > 1 and len(out[-1]) < 2:
             out.pop()  # batch norm cannot train on a batch of one
@@ -166,16 +181,16 @@ class Run:
         s = self.settings
         started = time.perf_counter()
         stopped_early = False
-        for epoch in range(self.epoch, s["epochs"]):
+        for epoch in range(self.epoch, s.epochs):
             self.epoch = epoch
             batches = self.batches(epoch)
-            self.report.epoch_start(epoch, s["epochs"], len(batches), self.start_step)
+            self.report.epoch_start(epoch, s.epochs, len(batches), self.start_step)
             tick = time.perf_counter()
             for step in range(self.start_step, len(batches)):
                 index = batches[step]
                 self.optimizer.lr = self.schedule.lr(epoch, step)
                 x = self.batcher(index, epoch, step, train=True)
-                self.model.rng = np.random.default_rng([s["seed"], 3, epoch, step])
+                self.model.rng = np.random.default_rng([s.seed, 3, epoch, step])
                 loss, correct = self.step(x, self.labels[index])
                 if not math.isfinite(loss):  # the weights are spoiled: keep the last checkpoint as it is
                     kept = self.out / "checkpoints" / "last.npz"
@@ -206,7 +221,7 @@ class Run:
             if self._should_stop(row):
                 stopped_early = True
                 self.report.message(f"early stopping: {self.monitor} has not improved for "
-                                    f"{s['early_stop']['patience']} epochs")
+                                    f"{s.early_stop['patience']} epochs")
                 break
         return self.summary(time.perf_counter() - started, stopped_early)
 
@@ -237,7 +252,7 @@ class Run:
         value = row.get(self.monitor)
         better = self.best is None or (value > self.best["value"] if HIGHER_IS_BETTER[self.monitor]
                                        else value < self.best["value"])
-        min_delta = (self.settings.get("early_stop") or {}).get("min_delta", 0.0)
+        min_delta = (self.settings.early_stop or {}).get("min_delta", 0.0)
         if self.best is not None and abs(value - self.best["value"]) <= min_delta:
             better = False
         if better:
@@ -253,7 +268,7 @@ class Run:
         return row
 
     def _should_stop(self, row) -> bool:
-        stop = self.settings.get("early_stop")
+        stop = self.settings.early_stop
         return bool(stop) and self.bad_epochs >= stop["patience"]
 
     # -- files
@@ -264,7 +279,7 @@ class Run:
             "spec": self.spec.source, "spec_file": self.spec.file, "name": self.spec.name,
             "input": list(self.spec.input), "classes": self.spec.classes, "class_names": ds.class_names,
             "normalisation": {"mean": self.prepared.mean.tolist(), "std": self.prepared.std.tolist()},
-            "train": jsonable(self.settings),
+            "train": self.settings.to_json(), "weights": self.weights,
             "data": {"name": ds.name, "argument": self.prepared.data_argument, "path": self.prepared.data_path,
                      "source": ds.source,
                      "train_samples": int(len(self.prepared.train_index)),
@@ -302,12 +317,21 @@ class Run:
         self.epoch, self.start_step, self.global_step = m["epoch"], m["step"], m["global_step"]
         self.best, self.bad_epochs = m["best"], m["bad_epochs"]
         self.partial, self.history = m["partial_epoch"], m["history"]
+        self.weights = m.get("weights")
+        planned = m["train"].get("epochs", SETTINGS["epochs"].default)
+        if planned != self.settings.epochs and (self.schedule.name in ("cosine", "onecycle")):
+            before = Schedule(self.settings.schedule, self.schedule.base, planned, self.steps_per_epoch)
+            self.report.message(
+                f"note: the {self.schedule.name} schedule now spans {self.settings.epochs} epochs instead of {planned}: "
+                f"the learning rate goes from {before.lr(self.epoch, self.start_step):.3g} to "
+                f"{self.schedule.lr(self.epoch, self.start_step):.3g} here and follows the "
+                f"{self.settings.epochs}-epoch curve from now on")
 
     def summary(self, seconds: float, stopped_early: bool) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
         return {"run": str(self.out), "name": self.spec.name, "data": self.prepared.dataset.source,
                 "epochs": len(self.history), "stopped_early": stopped_early, "seconds": round(seconds, 2),
-                "final": last, "best": self.best,
+                "final": last, "best": self.best, **({"weights": self.weights} if self.weights else {}),
                 "checkpoints": {"last": str(self.out / "checkpoints" / "last.npz"),
                                 "best": str(self.out / "checkpoints" / "best.npz")}}
 
@@ -325,55 +349,187 @@ def _threads() -> int:
 
 
 def run_dir(spec: Spec, out: Path | None) -> Path:
+    """--out, or runs/NAME-TIMESTAMP: always one new directory inside runs/, whatever the spec's name."""
     if out is not None:
         return Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{spec.name}-{stamp}"
+    base = f"{directory_name(spec.name)}-{stamp}"
+    path = Path("runs") / base
     n = 1
     while path.exists():
         n += 1
-        path = Path("runs") / f"{spec.name}-{stamp}-{n}"
+        path = Path("runs") / f"{base}-{n}"
     return path
+
+
+def directory_name(name: str) -> str:
+    """A spec's name as one harmless path component: letters, digits, '_', '.' and '-' only (so no
+    separator, '..', NUL or control character), not starting with '.' or '-', at most 64 characters."""
+    safe = re.sub(r"[^\w.-]", "_", name, flags=re.ASCII).lstrip(".-")[:64]
+    return safe or "network"
 
 
 def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     from . import spec as specs
 
     spec = specs.load(spec_path)
-    settings = {**DEFAULTS, **with_overrides(spec, options.overrides)}
+    settings = options.settings(spec.train)
+    frozen = spec.frozen_layers(settings)  # a pattern from --set that matches nothing: refuse now
     if options.tensorboard_every:
         tensorboard_log.require()
-    _set_threads(options.threads or settings.get("threads"))
+    _set_threads(options.threads or settings.threads)
     out = check_directory(run_dir(spec, options.out), "--out")  # before any work: never train and fail to save
     if (out / "checkpoints" / "last.npz").exists():
         raise UserError(f"{out} already holds a run", f"resume it with cnn train --resume {out}, or choose another --out")
     prepared = prepare(spec, settings, options.data)
+    run = Run(spec, prepared, out, report, weights=options.weights)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.write_text_atomic(out / "spec.yaml", spec.source)
     checkpoint.write_text_atomic(out / "run.json", json.dumps({
         "spec_file": str(spec_path), "data": options.data, "data_path": prepared.data_path,
-        "settings": jsonable(settings),
-        "threads": _threads(), "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
+        "settings": settings.to_json(), "weights": run.weights, "threads": _threads(),
+        "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
     report.message(f"data: {prepared.dataset.source}")
     report.message(f"run directory: {out}")
-    return Run(spec, prepared, out, report, log=_tensorboard(out, spec, options.tensorboard_every)).fit()
+    if run.weights:
+        for line in describe_weights(run.weights):
+            report.message(line)
+    if frozen:
+        report.message(f"frozen: {', '.join(frozen)} ({spec.frozen_params(frozen):,} parameters fixed)")
+    run.log = _tensorboard(out, spec, options.tensorboard_every)
+    return run.fit()
 
 
 def _tensorboard(out: Path, spec: Spec, every: int | None):
     return tensorboard_log.TensorBoardLog(out / "tensorboard", spec.source, every) if every else None
 
 
-def resume(run: Path, report, threads: int | None = None) -> dict[str, Any]:
-    ck = checkpoint.load(Path(run) / "checkpoints" / "last.npz") if Path(run).is_dir() else checkpoint.load(run)
-    out = Path(run) if Path(run).is_dir() else ck.path.parent.parent
-    spec = loads(ck.meta["spec"], ck.meta["spec_file"])
-    settings = ck.meta["train"]
-    _set_threads(threads or ck.meta.get("threads"))
+def resume(run: Path, report, options: Options | None = None, spec_path: Path | None = None) -> dict[str, Any]:
+    """Continue an interrupted run, or extend a finished one (`--epochs N`: N epochs in total).
+    Only settings marked resumable may change; anything else is refused by name."""
+    options = options or Options()
+    run = Path(run)
+    ck = checkpoint.load(run / "checkpoints" / "last.npz") if run.is_dir() else checkpoint.load(run)
+    out = run if run.is_dir() else ck.path.parent.parent
+    for given, option in ((options.out, "--out"), (options.weights, "--weights")):
+        if given is not None:
+            raise UserError(f"{option} cannot be used with --resume: the run continues in {out} from its own weights",
+                            f"to start a new run from these weights: cnn train SPEC --weights {out}")
+    spec = ck.spec()
+    stored = TrainSettings.from_json(ck.meta["train"])
+    base = stored
+    if spec_path is not None:
+        base = _spec_changes(spec_path, spec, stored, out)
+    settings = options.settings(base)
+    _check_resumable(stored, settings, ck.meta, out)
+    _set_threads(options.threads or (settings.threads if settings.threads != stored.threads else None) or ck.meta.get("threads"))
     run_info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
-    prepared = prepare(spec, settings, stored_data(ck.meta))
-    report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}")
+    prepared = prepare(spec, settings, options.data or stored_data(ck.meta))
+    if options.data:
+        _check_same_data(prepared, ck, options.data, out)
+    report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}"
+                   + (f", to {settings.epochs} epochs" if settings.epochs != stored.epochs else ""))
     log = _tensorboard(out, spec, run_info.get("tensorboard_every"))  # a logged run goes on logging
     return Run(spec, prepared, out, report, resume=ck, log=log).fit()
+
+
+def _spec_changes(spec_path: Path, spec: Spec, stored: TrainSettings, out: Path) -> TrainSettings:
+    """A spec given with --resume: its network must be the run's; the train settings it names are
+    changes, checked like command-line ones."""
+    from . import spec as specs
+
+    given = specs.load(spec_path)
+    layers = [(n.name, n.kind.name, n.shape, n.info.params) for n in given.nodes]
+    if layers != [(n.name, n.kind.name, n.shape, n.info.params) for n in spec.nodes] or given.input != spec.input:
+        raise UserError(f"{spec_path} describes another network than the run in {out}",
+                        f"resume without a spec (the run keeps {out / 'spec.yaml'}), or start a new run from its "
+                        f"weights: cnn train {spec_path} --weights {out}")
+    settings = stored.copy()
+    settings.update(given.train)
+    return settings
+
+
+def _check_resumable(stored: TrainSettings, settings: TrainSettings, meta: dict[str, Any], out: Path) -> None:
+    changed = [k for k, s in SETTINGS.items() if getattr(stored, k) != getattr(settings, k)]
+    refused = [k for k in changed if not SETTINGS[k].resumable]
+    old_stop, new_stop = stored.early_stop or {}, settings.early_stop or {}
+    if "early_stop" in changed and old_stop.get("metric") != new_stop.get("metric"):
+        refused.append("early_stop")  # the best checkpoint so far was chosen by the old metric
+    if refused:
+        what = "; ".join(f"{k} {stored.describe(k)} -> {settings.describe(k)} ({settings.where.get(k)})" for k in refused)
+        can = ", ".join(k for k, s in SETTINGS.items() if s.resumable)
+        raise UserError(f"cannot change {what} when resuming {out}",
+                        f"a resumed run continues exactly as it started; only {can} (its patience and min_delta) may "
+                        f"change. To train with other settings, start a new run from its weights: "
+                        f"cnn train SPEC --weights {out}")
+    done = meta["epoch"] + (1 if meta["step"] else 0)
+    if settings.epochs < done:
+        raise UserError(f"{out} has already trained {done} epochs; it cannot be resumed to {settings.epochs}",
+                        f"give --epochs {done + 1} or more to train on", settings.where.get("epochs"))
+    if meta["epoch"] >= settings.epochs:
+        raise UserError(f"{out} has already trained all {meta['epoch']} epochs",
+                        f"train it on with cnn train --resume {out} --epochs {meta['epoch'] + 5} (epochs in total)")
+    patience = new_stop.get("patience")
+    if patience is not None and not meta["step"] and meta["bad_epochs"] >= patience:
+        raise UserError(f"{out} stopped early at epoch {meta['epoch']}: {new_stop['metric']} had not improved for "
+                        f"{meta['bad_epochs']} epochs",
+                        f"train on with more patience, e.g. --set early_stop='{new_stop['metric']} "
+                        f"patience={meta['bad_epochs'] + 3}'")
+
+
+def _check_same_data(prepared: Prepared, ck: checkpoint.Checkpoint, argument: str, out: Path) -> None:
+    """--data with --resume may point at the same data in a new place, never at other data."""
+    norm, counts = ck.meta["normalisation"], ck.meta["data"]
+    same = (np.array_equal(np.asarray(norm["mean"], np.float32), prepared.mean.astype(np.float32))
+            and np.array_equal(np.asarray(norm["std"], np.float32), prepared.std.astype(np.float32))
+            and counts.get("train_samples") == len(prepared.train_index)
+            and counts.get("val_samples") == len(prepared.val_index))
+    if not same:
+        raise UserError(f"--data {argument} is not the data {out} was trained on ({counts.get('source')})",
+                        "a resumed run needs the same training data (it may have moved); to train on other data, "
+                        f"start a new run from its weights: cnn train SPEC --weights {out} --data {argument}")
+
+
+def load_weights(model, source: Path) -> dict[str, Any]:
+    """Copy parameters and buffers from a run (its best checkpoint) or a checkpoint into the model,
+    by name where the shapes match. Returns what was loaded, new (not in the checkpoint) and skipped."""
+    ck = checkpoint.load(source)
+    stored = {key.split("/", 1)[1]: value for key, value in ck.arrays.items() if key.startswith(("param/", "buffer/"))}
+    loaded, new, skipped = [], [], []
+    for name, target in {**model.params(), **model.buffers()}.items():
+        value = stored.get(name)
+        if value is None:
+            new.append(name)
+        elif value.shape != target.shape:
+            skipped.append({"name": name, "checkpoint": list(value.shape), "network": list(target.shape)})
+        else:
+            target[...] = value
+            loaded.append(name)
+    if not loaded:
+        raise UserError(f"--weights {source}: no parameter of this network has a name and shape in {ck.path}",
+                        "names are the layer names of cnn shapes (conv1.weight, ...); the network must share layers "
+                        "with the one that was trained")
+    return {"from": str(ck.path), "loaded": loaded, "new": new, "skipped": skipped}
+
+
+def describe_weights(weights: dict[str, Any]) -> list[str]:
+    """The messages `cnn train --weights` prints: layers loaded, new and skipped."""
+    def layers(names):
+        seen = []
+        for name in names:
+            layer = name.rpartition(".")[0]
+            if layer not in seen:
+                seen.append(layer)
+        return f"{', '.join(seen)} ({len(names)} tensors)"
+
+    lines = [f"weights from {weights['from']}: loaded {layers(weights['loaded'])}"]
+    if weights["new"]:
+        lines.append(f"  new (not in the checkpoint, initialised): {layers(weights['new'])}")
+    if weights["skipped"]:
+        lines.append("  skipped (shape differs, initialised): " + ", ".join(
+            f"{s['name']} {'x'.join(map(str, s['checkpoint']))} -> {'x'.join(map(str, s['network']))}"
+            for s in weights["skipped"]))
+    return lines
 
 
 def _set_threads(count) -> None:

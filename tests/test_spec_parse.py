@@ -128,11 +128,11 @@ def test_every_layer_kind_parses():
 def test_train_section_is_validated_and_parsed():
     spec = loads("input: 1x28x28\nnet: fc 10\ntrain:\n  epochs: 3\n  optimizer: sgd lr=0.1 momentum=0.9 nesterov=true\n"
                  "  schedule: multistep 3,6 gamma=0.5\n  augment: [flip, crop 2]\n  val: 0.1\n", "t.yaml")
-    assert spec.train["epochs"] == 3
-    assert spec.train["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
+    assert spec.train.epochs == 3 and spec.train.batch == 64  # the default
+    assert spec.train.optimizer == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
                                        "weight_decay": 0.0, "dampening": 0.0}
-    assert spec.train["schedule"] == {"name": "multistep", "at": (3, 6), "gamma": 0.5}
-    assert spec.train["augment"] == [{"name": "flip", "p": 0.5}, {"name": "crop", "pad": 2}]
+    assert spec.train.schedule == {"name": "multistep", "at": (3, 6), "gamma": 0.5}
+    assert spec.train.augment == [{"name": "flip", "p": 0.5}, {"name": "crop", "pad": 2}]
 
 
 def test_multiline_yaml_chain_and_comments():

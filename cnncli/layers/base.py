@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import LayerError
+from ..errors import SHOWN_CHARS, LayerError, printable
+from ..limits import MAX_NESTING, MAX_NUMBER_DIGITS
 
 if TYPE_CHECKING:
     from .window import Window
@@ -23,14 +24,18 @@ DEPTHWISE = "depthwise"  # the parsed value of conv's g=dw: one group per input 
 # ----------------------------------------------------------------------------- integer arithmetic
 # Values may hold integer arithmetic left by block substitution (`k=$k*2` -> `k=64*2`).
 # A tiny recursive-descent evaluator: numbers, + - * / (floor division), parentheses. Never eval.
+# Bounded: numbers and every result below 10^MAX_NUMBER_DIGITS, parentheses and signs MAX_NESTING deep.
 
-_ARITH_TOKEN = re.compile(r"\s*(?:(\d+)|(.))")
+_ARITH_TOKEN = re.compile(r"\s*(?:([0-9]+)|(.))")
+_LARGEST = 10**MAX_NUMBER_DIGITS
 
 
 def eval_int(text: str) -> int:
     tokens: list[str | int] = []
     for number, other in _ARITH_TOKEN.findall(text.strip()):
         if number:
+            if len(number) > MAX_NUMBER_DIGITS:
+                raise ValueError(f"a number has more than {MAX_NUMBER_DIGITS} digits")
             tokens.append(int(number))
         elif other.strip():
             if other not in "+-*/()":
@@ -39,6 +44,7 @@ def eval_int(text: str) -> int:
     if not tokens:
         raise ValueError("empty value")
     pos = 0
+    depth = 0
 
     def peek():
         return tokens[pos] if pos < len(tokens) else None
@@ -48,18 +54,32 @@ def eval_int(text: str) -> int:
         pos += 1
         return tokens[pos - 1]
 
+    def nested(inner) -> int:
+        nonlocal depth
+        depth += 1
+        if depth > MAX_NESTING:
+            raise ValueError(f"parentheses and minus signs are nested more than {MAX_NESTING} deep")
+        value = inner()
+        depth -= 1
+        return value
+
     def atom() -> int:
         tok = take() if peek() is not None else None
         if isinstance(tok, int):
             return tok
         if tok == "-":
-            return -atom()
+            return -nested(atom)
         if tok == "(":
-            value = expr()
+            value = nested(expr)
             if take() != ")" if peek() is not None else True:
                 raise ValueError("unbalanced parentheses")
             return value
         raise ValueError("expected a number")
+
+    def bounded(value: int) -> int:
+        if abs(value) >= _LARGEST:
+            raise ValueError(f"the result has more than {MAX_NUMBER_DIGITS} digits")
+        return value
 
     def term() -> int:
         value = atom()
@@ -67,14 +87,14 @@ def eval_int(text: str) -> int:
             op, rhs = take(), atom()
             if op == "/" and rhs == 0:
                 raise ValueError("division by zero")
-            value = value * rhs if op == "*" else value // rhs
+            value = bounded(value * rhs if op == "*" else value // rhs)
         return value
 
     def expr() -> int:
         value = term()
         while peek() in ("+", "-"):
             op, rhs = take(), term()
-            value = value + rhs if op == "+" else value - rhs
+            value = bounded(value + rhs if op == "+" else value - rhs)
         return value
 
     result = expr()
@@ -127,7 +147,7 @@ class Param:
             value = _PARSERS[self.kind](self, text)
         except ValueError as exc:
             raise LayerError(
-                f"{self.name}={text} is not valid: {exc}",
+                f"{self.name}={printable(text, SHOWN_CHARS)} is not valid: {exc}",
                 f"{self.name} takes {self.describe_type()}" + (f" ({self.doc})" if self.doc else ""),
             ) from None
         return value
@@ -153,7 +173,10 @@ def _parse_float(p: Param, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float(eval_int(text))
+        try:
+            value = float(eval_int(text))
+        except ValueError:
+            raise ValueError("expected a number such as 0.5 or 1e-3") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError("must be a finite number")
     p._check_range(value)

@@ -106,8 +106,9 @@ def _formula(axis: str, size: int, kernel: int, stride: int, lo: int, hi: int) -
 
 
 def _frac(span: int, stride: int) -> str:
-    value = span / stride + 1
-    return str(int(value)) if value.is_integer() else f"{value:g}"
+    if span % stride == 0:  # exact, however large the sizes
+        return str(span // stride + 1)
+    return f"{span / stride + 1:g}"
 
 
 def effective(kernel: int, dilation: int) -> int:

@@ -65,6 +65,10 @@ class Op:
     def forward(self, xs: list[np.ndarray], train: bool, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def infer(self, xs: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """Eval-mode forward that no backward follows (Model.infer_internal); ops may skip work there."""
+        return self.forward(xs, False, rng)
+
     def backward(self, dy: np.ndarray, need: list[bool]) -> list[np.ndarray | None]:
         """Fill self.grads (overwriting) and return the gradient for each input that needs one."""
         raise NotImplementedError

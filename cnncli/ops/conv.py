@@ -1,5 +1,6 @@
-"""Convolution. For g=1: im2col + BLAS GEMM on chunks of output positions small enough to stay in
-cache, the chunks shared among worker threads. For groups and depthwise: direct Numba kernels."""
+"""Convolution. 3x3 stride 1: Winograd F(2x2, 3x3) (winograd.py). Other shapes with g=1: im2col +
+BLAS GEMM on chunks of output positions small enough to stay in cache, the chunks shared among
+worker threads. For groups and depthwise: direct Numba kernels."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from ..layers.conv import Conv
 from . import init
 from .base import Op
 from .jit import kernel
+from .pool import NO_ACT, RELU, RELU6
 from .threads import parallel, run_parallel, split_work
+from .winograd import Winograd, applies
 
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
@@ -185,6 +188,7 @@ class ConvOp(Op):
         self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
         self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
+        self.winograd = Winograd(self) if applies(window.kernel, window.stride, window.dilation, self.groups) else None
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}
@@ -198,14 +202,29 @@ class ConvOp(Op):
         if "bias" in self.params:
             init.bias(self.params["bias"], self.p["init"], self.rows, rng)
 
+    fold = None  # a batch norm right after this conv, folded into it by infer() (set by Model)
+
     def forward(self, xs, train, rng):
         x = self.x = xs[0]
+        return self._convolve(x, self.params["weight"], self.params.get("bias"), NO_ACT)
+
+    def infer(self, xs, rng):
+        """Eval-mode forward that no backward follows: a folded batch norm's scale and shift go into
+        the filters and bias, its fused activation into the output pass, and the bn op passes through."""
+        if self.fold is None:
+            return self.forward(xs, False, rng)
+        w, bias = self.fold.fold_into(self.params["weight"], self.params.get("bias"))
+        return self._convolve(xs[0], w, bias, self.fold.act)
+
+    def _convolve(self, x, w, bias, act):
         out = self.scratch("out", self.out_shape(x.shape[3]))
-        w = self.params["weight"]
-        bias = self.params.get("bias")
         if self.groups > 1:
             b = bias if bias is not None else np.zeros(self.filters, self.dtype)
             parallel(grouped_forward, self.filters, x, w, b, bias is not None, self.groups, *self.geometry, out)
+            activate(out, act)
+            return out
+        if self.winograd is not None:
+            self.winograd.forward(x, w, bias, out, act)
             return out
         w2 = w.reshape(self.filters, -1)
         out2 = out.reshape(self.filters, -1)
@@ -217,6 +236,7 @@ class ConvOp(Op):
                 np.matmul(w2, self._columns(worker, p0, p1), out=target)
                 if bias is not None:
                     target += bias[:, None]
+                activate(target, act)
 
         run_parallel(work, self._plan(x.shape[3]))
         return out
@@ -230,6 +250,15 @@ class ConvOp(Op):
                 return [None]
             dx = self.scratch("dx", x.shape)
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
+            return [dx]
+        if self.winograd is not None:
+            self.winograd.weight_gradient(dy, gw)
+            if "bias" in self.grads:
+                np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
+            if not need[0]:
+                return [None]
+            dx = self.scratch("dx", x.shape)
+            self.winograd.input_gradient(dy, w, dx)
             return [dx]
         dy2 = dy.reshape(self.filters, -1)
         w2 = w.reshape(self.filters, -1)
@@ -289,6 +318,14 @@ class ConvOp(Op):
         cols = self._chunk_buffer("cols", worker, p1 - p0, batch)
         im2col(self.x, p0, p1, self.fh, self.fw, *self.geometry, self.wo, cols)
         return cols
+
+
+def activate(y: np.ndarray, act: int) -> None:
+    """A folded batch norm's fused activation, in place (on a chunk that is still in cache)."""
+    if act == RELU:
+        np.maximum(y, 0, out=y)
+    elif act == RELU6:
+        np.clip(y, 0, 6, out=y)
 
 
 OPS = (ConvOp,)

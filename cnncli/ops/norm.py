@@ -113,6 +113,7 @@ def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, g, dx, dgamma
 class BatchNormOp(Op):
     kinds = (BatchNorm,)
     act = NO_ACT  # set by Model when it fuses the following relu/relu6 into this op
+    folded = False  # set by Model when the conv before applies this op in infer()
 
     def __init__(self, node, dtype):
         super().__init__(node, dtype)
@@ -139,6 +140,23 @@ class BatchNormOp(Op):
         zeros = self.scratch("zeros", (self.channels,))
         zeros[...] = 0
         return ones, zeros
+
+    def fold_into(self, w: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The filters and bias of the conv before this op with this op's eval-mode affine folded in:
+        conv(x, w * s) + b * s + t = bn(conv(x, w) + b), s = gamma / sqrt(running_var + eps),
+        t = beta - running_mean * s (computed in float64)."""
+        gamma, beta = self._affine()
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        scale = gamma / np.sqrt(rv.astype(np.float64) + self.p["eps"])
+        shift = beta - rm * scale + (bias * scale if bias is not None else 0)
+        folded = self.scratch("folded_weight", w.shape)
+        folded[...] = w * scale.reshape(-1, *([1] * (w.ndim - 1)))
+        b = self.scratch("folded_bias", (self.channels,))
+        b[...] = shift
+        return folded, b
+
+    def infer(self, xs, rng):
+        return xs[0] if self.folded else self.forward(xs, False, rng)
 
     def _check_batch(self, x):
         if x.size // self.channels < 2:

@@ -6,6 +6,9 @@ import os
 import sys
 
 from rich.console import Console
+from rich.text import Text
+
+from ..errors import printable
 
 
 def console(stderr: bool = False) -> Console:
@@ -20,6 +23,11 @@ def console(stderr: bool = False) -> Console:
 def wants_colour(out: Console) -> bool:
     """Colour only for a terminal that has it and a user who did not ask for none (NO_COLOR)."""
     return out.is_terminal and out.color_system is not None and not out.no_color
+
+
+def plain(text: object, limit: int | None = None) -> Text:
+    """Input shown in a table or title: escaped (errors.printable) and never read as rich markup."""
+    return Text(printable(text, limit))
 
 
 def human(n: float, unit: str = "") -> str:

@@ -6,13 +6,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import printable
+from . import plain
+
 
 def _box(out: Console):
     return box.SIMPLE_HEAD if out.is_terminal else box.ASCII2
 
 
 def show_eval(r: dict, out: Console) -> None:
-    out.print(f"{r['checkpoint']} on {r['data']}, split: {r['split']}, {r['samples']:,} samples", markup=False)
+    out.print(printable(f"{r['checkpoint']} on {r['data']}, split: {r['split']}, {r['samples']:,} samples"), markup=False)
     if "accuracy" not in r:
         out.print(f"MSE {r['mse']:.6g}   MAE {r['mae']:.6g}   R² {r['r2']:.4f}", markup=False)
         return
@@ -25,7 +28,7 @@ def show_eval(r: dict, out: Console) -> None:
         t.add_column(col, justify=justify)
     pc = r["per_class"]
     for i, name in enumerate(r["class_names"]):
-        t.add_row(name, f"{pc['precision'][i]:.3f}", f"{pc['recall'][i]:.3f}", f"{pc['f1'][i]:.3f}",
+        t.add_row(plain(name), f"{pc['precision'][i]:.3f}", f"{pc['recall'][i]:.3f}", f"{pc['f1'][i]:.3f}",
                   f"{pc['support'][i]:,}")
     t.add_section()
     for label in ("macro", "weighted"):
@@ -40,7 +43,7 @@ def show_eval(r: dict, out: Console) -> None:
         c.add_column(str(j), justify="right")
     for i, row in enumerate(r["confusion"]):
         cells = [(f"[bold]{v}[/]" if i == j else (str(v) if v else "·")) for j, v in enumerate(row)]
-        c.add_row(f"{i} {names[i]}", *cells)
+        c.add_row(plain(f"{i} {names[i]}"), *cells)
     out.print(c)
 
 
@@ -51,10 +54,10 @@ def show_predictions(results: list[dict], out: Console) -> None:
             head += f"  true: {r['label']}"
         if r.get("target") is not None:
             head += "  target: " + "  ".join(f"{v:.6g}" for v in r["target"])
-        out.print(head, markup=False)
+        out.print(printable(head), markup=False)
         if "values" in r:  # a regression model
             out.print("  predicted: " + "  ".join(f"{v:.6g}" for v in r["values"]), markup=False)
             continue
         for p in r["top"]:
             bar = "█" * int(round(20 * p["probability"]))
-            out.print(f"  {p['class']:<14} {100 * p['probability']:6.2f}%  {bar}", markup=False)
+            out.print(f"  {printable(p['class']):<14} {100 * p['probability']:6.2f}%  {bar}", markup=False)

@@ -8,7 +8,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import pictures, wants_colour
+from ..errors import printable
+from . import pictures, plain, wants_colour
 from . import shapes as shapes_report
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -21,7 +22,7 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in values)
 
 
-def _table(out: Console, title: str, columns) -> Table:
+def _table(out: Console, title, columns) -> Table:
     t = Table(box=box.SIMPLE_HEAD if out.is_terminal else box.ASCII2, show_edge=False, pad_edge=False,
               title=title, title_justify="left")
     for col in columns:
@@ -47,7 +48,7 @@ def show(r, out: Console) -> None:
                 out.print(f"{key:>8} {sparkline(values)}  {values[0]:.4f} -> {values[-1]:.4f}", markup=False)
         best = meta.get("best")
         total = sum(row.get("seconds", 0) for row in h)
-        out.print(f"trained on {meta['data']['source']}; {len(h)} epochs, {total:.1f} s"
+        out.print(f"trained on {printable(meta['data']['source'])}; {len(h)} epochs, {total:.1f} s"
                   + (f"; best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best else ""),
                   markup=False)
         out.print()
@@ -59,7 +60,7 @@ def show(r, out: Console) -> None:
                   f"{p['max']:.4g}", f"{100 * p['zeros']:.1f}%")
     out.print(t)
     if r.activations:
-        t = _table(out, f"activations on a batch of {r.data_source}",
+        t = _table(out, plain(f"activations on a batch of {r.data_source}"),
                    ["layer", "type", "mean", "std", "min", "max", "zeros", "dead units"])
         for a in r.activations:
             t.add_row(a["name"], a["type"], f"{a['mean']:.4g}", f"{a['std']:.4g}", f"{a['min']:.4g}", f"{a['max']:.4g}",
@@ -71,7 +72,7 @@ def show(r, out: Console) -> None:
         signed = r.filters.ndim == 3
         out.print(pictures.terminal(pictures.grid(r.filters, signed=signed), signed=signed, colour=colour))
     if r.maps is not None:
-        out.print(f"feature maps of {r.maps_layer} for {r.maps_input}", markup=False)
+        out.print(printable(f"feature maps of {r.maps_layer} for {r.maps_input}"), markup=False)
         columns = max(1, min(8, 96 // (r.maps.shape[-1] + 1)))  # fits a 100-column terminal
         out.print(pictures.terminal(pictures.grid(r.maps, columns=columns), colour=colour))
 

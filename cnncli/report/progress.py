@@ -10,6 +10,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..errors import printable
 from . import console
 
 
@@ -36,7 +37,7 @@ class TrainReport:
 
     def message(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(text, markup=False, highlight=False)
+            self.err.print(printable(text), markup=False, highlight=False)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         self.epochs = epochs

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from ..errors import printable
 from ..layers.base import describe_shape
 from ..spec import Identity, Node, Spec
-from . import human, human_bytes
+from . import human, human_bytes, plain
 
 
 def _rf(node: Node) -> str:
@@ -49,8 +50,8 @@ def _cells(spec: Spec) -> list[tuple[str, tuple[str, ...]]]:
             out.append(("branch", (prefix + label, "", "", "", "", "")))
             continue
         out.append(("", (
-            prefix + node.name,
-            node.text if not node.kind.is_merge else node.kind.name,
+            printable(prefix + node.name),
+            printable(node.text if not node.kind.is_merge else node.kind.name),
             describe_shape(node.shape),
             f"{node.info.params:,}" if node.info.params else "-",
             human(node.info.macs) if node.info.macs else "-",
@@ -65,7 +66,7 @@ def table(spec: Spec, ascii_only: bool = False):
     from rich.text import Text
 
     t = Table(box=box.ASCII2 if ascii_only else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-              title=f"{spec.name}  ({spec.file})", title_justify="left")
+              title=plain(_title(spec)), title_justify="left")
     t.add_column("layer", no_wrap=True)
     t.add_column("as written", overflow="fold", max_width=WRITTEN_MAX)
     t.add_column("output", justify="right", no_wrap=True)
@@ -76,7 +77,7 @@ def table(spec: Spec, ascii_only: bool = False):
         if style == "branch":
             t.add_row(Text(cells[0], style="cyan"), *cells[1:])
         else:
-            t.add_row(*cells, style=style or None)
+            t.add_row(*map(plain, cells), style=style or None)  # never read as rich markup
     return t
 
 
@@ -99,16 +100,20 @@ def plain_table(spec: Spec, width: int) -> list[str] | None:
         return " | ".join(cell.ljust(w) if justify == "left" else cell.rjust(w)
                           for cell, w, (_, justify) in zip(cells, widths, COLUMNS))
 
-    title = f"{spec.name}  ({spec.file})"
+    title = _title(spec)
     if len(title) > total or not title.isascii() or not title.isprintable():
         return None
     rule = "+".join("-" * (w + (1 if i in (0, len(widths) - 1) else 2)) for i, w in enumerate(widths))
     return [title.ljust(total), line(header), rule, *(line(cells) for cells in rows)]
 
 
+def _title(spec: Spec) -> str:
+    return printable(f"{spec.name}  ({spec.file})")
+
+
 def totals(spec: Spec, batch: int) -> list[str]:
     mem = spec.memory(batch)
-    opt = (spec.train.get("optimizer") or {"name": "adam"})["name"]
+    opt = (spec.train.optimizer or {"name": "adam"})["name"]
     target = f" (classes: {spec.classes})" if spec.classes else f" (output: {spec.output})" if spec.output else ""
     lines = [
         f"input {describe_shape(spec.input)} -> output {describe_shape(spec.output_shape)}{target}",

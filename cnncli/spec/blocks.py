@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import UserError, Where
+from ..errors import SHOWN_CHARS, UserError, Where, printable
 from ..layers.base import eval_int
+from ..limits import MAX_EXPANDED_CHARS
 from .chain import Arg, suggest
 from .yamlsrc import Text
 
@@ -96,13 +97,18 @@ def parse_signature(key: str, where: Where, is_layer) -> tuple[str, list[str], d
     return name, params, defaults
 
 
-def substitute(block: Block, body: Text, values: dict[str, str]) -> Text:
-    """Replace $name and ${expr} in a block body; the result still maps back to the file."""
+def substitute(block: Block, body: Text, values: dict[str, str], room: int = MAX_EXPANDED_CHARS) -> Text:
+    """Replace $name and ${expr} in a block body; the result still maps back to the file.
+
+    `room`: how many characters the result may have (arguments passed on through nested blocks can
+    double the text at every level)."""
     src = body.value
     out: list[str] = []
     origin: list[int] = []
     pos = 0
     for m in _VAR.finditer(src):
+        if len(origin) > room:
+            break
         out.append(src[pos : m.start()])
         origin.extend(range(pos, m.start()))
         if m.group(2) is not None:
@@ -115,7 +121,8 @@ def substitute(block: Block, body: Text, values: dict[str, str]) -> Text:
                 replacement = str(eval_int(expr))
             except ValueError as exc:
                 raise UserError(
-                    f"cannot compute ${{{m.group(1)}}} = {expr} in block {block.name}: {exc}",
+                    f"cannot compute ${{{printable(m.group(1), SHOWN_CHARS)}}} = {printable(expr, SHOWN_CHARS)} "
+                    f"in block {block.name}: {exc}",
                     "${...} takes whole numbers and + - * / ( ); / rounds down",
                     body.where(m.start()),
                 ) from None
@@ -124,8 +131,12 @@ def substitute(block: Block, body: Text, values: dict[str, str]) -> Text:
         pos = m.end()
     out.append(src[pos:])
     origin.extend(range(pos, len(src)))
+    if len(origin) > room:
+        raise UserError(f"block bodies grow to more than {MAX_EXPANDED_CHARS:,} characters after substitution",
+                        f"block {block.name} passes long arguments on, or is called very often with different ones",
+                        body.where(0))
     return Text("".join(out), body.file, body.buffer, body.start, body.end, origin=origin,
-                original_value=body.original_value)
+                original_value=body.original_value, _pointers=body._align())
 
 
 def _lookup(block: Block, body: Text, name: str, values: dict[str, str], offset: int) -> str:

@@ -14,10 +14,12 @@ Grammar (whitespace separates words; `->`, `|`, `(`, `)` and `,` stand alone):
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 
-from ..errors import UserError
+from ..errors import UserError, Where, printable
+from ..limits import MAX_NESTING, MAX_REPEAT
 from .yamlsrc import Text
 
 # ----------------------------------------------------------------------------- syntax tree
@@ -30,8 +32,20 @@ class Arg:
     offset: int
 
 
+class _Placed:
+    """An item that knows its place in the file; computed once, as a block body parsed once is
+    expanded at every call."""
+
+    offset: int
+    source: Text
+
+    @functools.cached_property
+    def where(self) -> Where:
+        return self.source.where(self.offset)
+
+
 @dataclass
-class Call:
+class Call(_Placed):
     """A layer or a block call, as written. Which one it is is decided when blocks are known."""
 
     name: str
@@ -43,7 +57,7 @@ class Call:
 
 
 @dataclass
-class Merge:
+class Merge(_Placed):
     name: str  # add / cat, or an alias
     branches: list["Chain"]
     args: list[Arg]
@@ -53,7 +67,7 @@ class Merge:
 
 
 @dataclass
-class Repeat:
+class Repeat(_Placed):
     body: "Item"
     count: int
     offset: int
@@ -71,7 +85,8 @@ Item = Call | Merge | Repeat | Chain
 # ----------------------------------------------------------------------------- tokens
 
 _TOKEN = re.compile(r"\s*(?:(->)|([|(),])|((?:[^\s|(),-]|-(?!>))+))")
-_REPEAT = re.compile(r"^[x×](\d+)$")
+_REPEAT = re.compile(r"^[x×]([0-9]+)$")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass
@@ -116,7 +131,7 @@ def _is_repeat(tokens: list[_Tok], i: int) -> bool:
     if _REPEAT.match(tok.text):
         return True
     nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-    return tok.text in ("x", "×") and nxt is not None and nxt.kind == "word" and nxt.text.isdigit()
+    return tok.text in ("x", "×") and nxt is not None and nxt.kind == "word" and bool(_DIGITS.fullmatch(nxt.text))
 
 
 # ----------------------------------------------------------------------------- parser
@@ -133,6 +148,7 @@ class _Parser:
         self.text = source.value
         self.tokens = _tokenize(source)
         self.i = 0
+        self.depth = 0
         self.is_merge = is_merge
 
     @property
@@ -158,10 +174,15 @@ class _Parser:
         return f"expected '->' before '{tok.text}'", "layers are joined with '->'"
 
     def chain(self) -> Chain:
+        self.depth += 1  # every '(' and merge opens a chain inside the current one
+        if self.depth > MAX_NESTING:
+            raise self.error(f"parentheses and merges are nested more than {MAX_NESTING} deep",
+                             "flatten the chain, or move the inner part into a block")
         items = [self.item()]
         while self.tok.kind == "->":
             self.i += 1
             items.append(self.item())
+        self.depth -= 1
         return Chain(items)
 
     def item(self):
@@ -169,10 +190,13 @@ class _Parser:
         atom = self.atom()
         if _is_repeat(self.tokens, self.i):
             tok = self.tok
-            count = int(_REPEAT.match(tok.text).group(1)) if _REPEAT.match(tok.text) else int(self.tokens[self.i + 1].text)
-            self.i += 1 if _REPEAT.match(tok.text) else 2
-            if not 1 <= count <= 10_000:
-                raise self.error(f"repeat count {count} is out of range", "repeat between 1 and 10000 times", tok)
+            joined = _REPEAT.match(tok.text)
+            digits = joined.group(1) if joined else self.tokens[self.i + 1].text
+            self.i += 1 if joined else 2
+            count = int(digits) if len(digits) <= len(str(MAX_REPEAT)) else 0
+            if not 1 <= count <= MAX_REPEAT:
+                raise self.error(f"repeat count {printable(digits, 20)} is out of range",
+                                 f"repeat between 1 and {MAX_REPEAT} times", tok)
             return Repeat(atom, count, start, self.source)
         return atom
 
@@ -261,5 +285,7 @@ class _Parser:
 
 
 def suggest(word: str, choices) -> str | None:
+    if len(word) > 40:  # difflib's time grows with the product of the lengths; no name is this long
+        return None
     close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
     return close[0] if close else None

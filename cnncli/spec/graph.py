@@ -12,13 +12,12 @@ from typing import Any
 from ..errors import LayerError, UserError, Where
 from ..layers import KINDS, LayerKind, lookup, spellings
 from ..layers.base import Inferred, Shape
+from ..limits import MAX_BLOCK_DEPTH, MAX_EXPANDED_CHARS, MAX_LAYERS, MAX_NESTING, MAX_STEPS
 from . import chain as chains
 from .blocks import Block, substitute
 from .chain import Arg, Call, Chain, Merge, Repeat, suggest
 from .yamlsrc import Text
 
-MAX_NODES = 100_000
-MAX_BLOCK_DEPTH = 32
 INPUT = -1
 DROPPED_HINT = ("a warning: pad so that (size - kernel + 2*padding) divides by the stride, or use ceil=true "
                 "on pooling; --strict makes it an error")
@@ -93,10 +92,16 @@ def is_merge(name: str) -> bool:
 
 
 class Expander:
+    """Walks the chains, calling blocks and unrolling repeats, within the bounds of cnncli.limits."""
+
     def __init__(self, blocks: dict[str, Block], defaults: dict[str, dict[str, Any]]):
         self.blocks = blocks
         self.defaults = defaults
         self.nodes: list[Node] = []
+        self.steps = 0  # items visited: a repeat of ids or blocks calling each other add no layers, but take time
+        self.depth = 0  # chains open inside one another, across block calls
+        self.chars = 0  # characters of substituted block bodies parsed so far
+        self.parsed: dict[tuple, Chain] = {}  # a block body parsed once per distinct arguments
 
     def expand(self, texts: list[Text]) -> tuple[list[Node], list[TreeItem], int]:
         scope = _Scope("")
@@ -109,13 +114,24 @@ class Expander:
     # -- walking the syntax tree
 
     def chain(self, chain: Chain, current: int, scope: _Scope, calls: list[str], stack: list[str]):
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise UserError(f"parentheses, merges and block calls are nested more than {MAX_NESTING} deep",
+                            "flatten the chain or the blocks", _place(chain), None, None, list(calls))
         tree: list[TreeItem] = []
         for item in chain.items:
             current, sub = self.item(item, current, scope, calls, stack)
             tree += sub
+        self.depth -= 1
         return current, tree
 
     def item(self, item, current, scope, calls, stack):
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise UserError(f"expanding the net takes more than {MAX_STEPS:,} steps (layers, ids, repeats and "
+                            "block calls, each counted every time it is unrolled)",
+                            "lower the repeat counts, or check blocks that call other blocks several times",
+                            _place(item), None, None, list(calls))
         if isinstance(item, Chain):
             return self.chain(item, current, scope, calls, stack)
         if isinstance(item, Repeat):
@@ -131,7 +147,7 @@ class Expander:
         return self.layer(item, current, scope, calls)
 
     def layer(self, call: Call, current: int, scope: _Scope, calls: list[str]):
-        where = call.source.where(call.offset)
+        where = call.where
         kind = lookup(call.name)
         if kind is None:
             raise self.unknown(call, where, calls)
@@ -152,7 +168,7 @@ class Expander:
     def merge(self, merge: Merge, current, scope, calls, stack):
         kind = lookup(merge.name)
         assert kind is not None
-        where = merge.source.where(merge.offset)
+        where = merge.where
         params = self.params(kind, merge.args, merge, calls)
         name = scope.name(kind.name, params.pop("name"), where, merge.text)
         outputs, branches = [], []
@@ -165,7 +181,7 @@ class Expander:
 
     def block(self, call: Call, current, scope: _Scope, calls, stack):
         block = self.blocks[call.name]
-        where = call.source.where(call.offset)
+        where = call.where
         if block.name in stack:
             cycle = " -> ".join(stack[stack.index(block.name):] + [block.name])
             raise UserError(f"block {block.name} calls itself ({cycle})",
@@ -180,9 +196,9 @@ class Expander:
         inner = _Scope(scope.name(block.name, scope_name, where, call.text) + ".")
         inner_calls = [f"in block {call.text}, called at {where}"] + calls
         tree = []
-        for body in block.body:
+        for number, body in enumerate(block.body):
             try:
-                parsed = chains.parse(substitute(block, body, values), is_merge)
+                parsed = self.parse_body(block, number, body, values)
             except UserError as exc:
                 exc.calls += inner_calls
                 raise
@@ -190,11 +206,19 @@ class Expander:
             tree += sub
         return current, tree
 
+    def parse_body(self, block: Block, number: int, body: Text, values: dict[str, str]) -> Chain:
+        key = (block.name, number, tuple(sorted(values.items())))
+        if key not in self.parsed:
+            text = substitute(block, body, values, MAX_EXPANDED_CHARS - self.chars)
+            self.chars += len(text.value)
+            self.parsed[key] = chains.parse(text, is_merge)
+        return self.parsed[key]
+
     # -- nodes and parameters
 
     def add(self, kind, params, text, where, calls, inputs, scope, name=None) -> Node:
-        if len(self.nodes) >= MAX_NODES:
-            raise UserError(f"the network has more than {MAX_NODES:,} layers", "check the repeat counts", where, text)
+        if len(self.nodes) >= MAX_LAYERS:
+            raise UserError(f"the network has more than {MAX_LAYERS:,} layers", "check the repeat counts", where, text)
         if name is None:
             name = scope.name(kind.name, params.pop("name"), where, text)
         node = Node(len(self.nodes), name, kind, params, text, where, list(calls), list(inputs))
@@ -206,7 +230,6 @@ class Expander:
         positional = kind.positional()
         used_positional = 0
         for arg in args:
-            where = call.source.where(arg.offset)
             try:
                 if arg.key is None:
                     if used_positional >= len(positional):
@@ -229,7 +252,8 @@ class Expander:
                     raise LayerError(f"{param.name} is given twice", _usage(kind))
                 values[param.name] = param.parse(arg.value)
             except LayerError as exc:
-                raise UserError(exc.message, exc.hint, where, call.text, None, list(calls)) from None
+                raise UserError(exc.message, exc.hint, call.source.where(arg.offset), call.text, None,
+                                list(calls)) from None
         for param in kind.all_params():
             if param.name in values:
                 continue
@@ -237,7 +261,7 @@ class Expander:
                 values[param.name] = self.defaults[kind.name][param.name]
             elif param.required:
                 raise UserError(f"{kind.name} needs {param.name} ({param.doc})", _usage(kind),
-                                call.source.where(call.offset), call.text, None, list(calls))
+                                call.where, call.text, None, list(calls))
             else:
                 values[param.name] = None if param.default is None else param.parse(param.default)
         return values
@@ -249,6 +273,13 @@ class Expander:
         if self.blocks:
             hint += "; blocks: " + ", ".join(self.blocks)
         return UserError(f"unknown layer kind '{call.name}'", hint, where, call.text, None, list(calls))
+
+
+def _place(item) -> Where:
+    """Where an item of a parsed chain begins."""
+    while isinstance(item, Chain):
+        item = item.items[0]
+    return item.where
 
 
 def _usage(kind: type[LayerKind]) -> str:

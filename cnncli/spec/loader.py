@@ -3,10 +3,13 @@ inferred shapes -> a checked Spec."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from ..errors import UserError, Where
 from ..layers.base import describe_shape
+from ..limits import MAX_SPEC_BYTES
 from . import sections, shipped, yamlsrc
 from . import train as train_section
 from .chain import suggest
@@ -30,17 +33,46 @@ TOP_LEVEL = {
 def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
     """Load a spec file, or a shipped network by name (`resnet-50`; a path that exists wins)."""
     path = shipped.resolve(path)
+    return loads(read_spec_file(path), str(path), strict=strict, input_shape=input_shape)
+
+
+def read_spec_file(path: Path) -> str:
+    """The text of a spec file: a regular file of at most MAX_SPEC_BYTES in UTF-8. Never reads a FIFO or
+    a device (reading one would block or never end)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the checks use the opened file itself.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise UserError(f"no such file: {path}", "check the path") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a spec file", "name a .yaml file") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", "a spec is a YAML text file") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
-    return loads(text, str(path), strict=strict, input_shape=input_shape)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UserError(f"{path} is a directory, not a spec file", "name a .yaml file")
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path} is not a regular file (a pipe, socket or device)", "save the spec to a file first")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise _too_big(path, info.st_size)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SPEC_BYTES + 1)  # the file may have grown since fstat()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPEC_BYTES:
+        raise _too_big(path, len(data))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", "a spec is a YAML text file") from None
+
+
+def _too_big(path: Path, size: int) -> UserError:
+    return UserError(f"{path} has {size:,} bytes, more than a spec may have ({MAX_SPEC_BYTES:,})",
+                     "a spec is a few lines of YAML; blocks: and repeats (x N) describe large networks")
 
 
 def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:
@@ -70,7 +102,7 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     defaults = sections.defaults(doc.get("defaults"))
     blocks = sections.blocks(doc.get("blocks"))  # a spec's own blocks first; they win over shipped ones
     blocks.update({name: b for name, b in sections.shipped_blocks().items() if name not in blocks})
-    train = train_section.validate(doc["train"]) if "train" in doc else {}
+    train = train_section.TrainSettings.parse(doc["train"]) if "train" in doc else train_section.TrainSettings()
     nodes, tree, last = Expander(blocks, defaults).expand(sections.chain_texts(doc["net"], "net"))
     if not nodes:
         raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
@@ -78,6 +110,7 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     spec = Spec(name, file, shape, classes, output, nodes, tree, last, warnings, train, blocks, text,
                 sections.description(doc.get("description")))
     check_output(spec)
+    spec.frozen_layers()  # every freeze pattern must match a layer
     if strict and warnings:
         first = warnings[0]
         first.hint = "--strict makes dropped input an error: pad so that (size - kernel + 2*padding) divides by the stride"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .network import Spec
@@ -12,9 +12,9 @@ OPTIMIZER_SLOTS = {"sgd": lambda o: 1 if o.get("momentum") else 0, "adam": lambd
                    "rmsprop": lambda o: 1 + (1 if o.get("momentum") else 0)}
 
 
-def optimizer_slots(train: dict[str, Any]) -> int:
+def optimizer_slots(train) -> int:
     """Arrays of the parameters' size the spec's optimizer keeps (Adam: 2, SGD with momentum: 1)."""
-    opt = train.get("optimizer") or {"name": "adam"}
+    opt = train.optimizer or {"name": "adam"}
     return OPTIMIZER_SLOTS[opt["name"]](opt)
 
 
@@ -26,7 +26,7 @@ def train_step_bytes(spec: Spec, batch: int) -> dict[str, int]:
         "batch": batch,
         "weights": params * BYTES_PER_VALUE,
         "gradients": params * BYTES_PER_VALUE,
-        "optimizer_state": optimizer_slots(spec.train) * params * BYTES_PER_VALUE,
+        "optimizer_state": optimizer_slots(spec.train) * spec.trainable_params * BYTES_PER_VALUE,
         "buffers": spec.buffers * BYTES_PER_VALUE,
         "activations": 2 * batch * spec.activations_per_sample * BYTES_PER_VALUE,
     }

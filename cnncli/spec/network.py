@@ -10,6 +10,7 @@ from ..errors import UserError
 from ..layers.base import Shape
 from . import memory
 from . import summary as summary_json
+from . import train as train_section
 from .blocks import Block
 from .chain import suggest
 from .graph import INPUT, Node, TreeItem
@@ -26,7 +27,7 @@ class Spec:
     tree: list[TreeItem]
     output_node: int
     warnings: list[UserError]
-    train: dict[str, Any]
+    train: train_section.TrainSettings
     blocks: dict[str, Block]
     source: str = field(repr=False, default="")
     description: str | None = None
@@ -39,8 +40,17 @@ class Spec:
 
     @property
     def trainable_params(self) -> int:
-        # Every parameter cnncli creates is learned; frozen layers would be subtracted here.
-        return sum(n.info.params for n in self.nodes)
+        """Parameters the optimizer changes: all but those of layers under `train.freeze`."""
+        return self.total_params - self.frozen_params(self.frozen_layers())
+
+    def frozen_params(self, layers: list[str]) -> int:
+        frozen = set(layers)
+        return sum(n.info.params for n in self.nodes if n.name in frozen)
+
+    def frozen_layers(self, settings: train_section.TrainSettings | None = None) -> list[str]:
+        """Layer names matched by the `freeze` patterns of settings (default: the spec's own)."""
+        settings = settings or self.train
+        return train_section.frozen_layers(settings.freeze, [n.name for n in self.nodes], settings.where.get("freeze"))
 
     @property
     def buffers(self) -> int:

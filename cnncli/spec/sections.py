@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import LayerError, UserError
+from ..errors import LayerError, UserError, printable
 from ..layers import KINDS, lookup
 from ..layers.base import Shape, describe_shape
+from ..limits import MAX_NUMBER_DIGITS
 from .blocks import Block, parse_signature
 from .chain import suggest
 from . import yamlsrc
@@ -34,7 +35,7 @@ def description(node) -> str | None:
     return " ".join(node.value.split())
 
 
-_SHAPE = re.compile(r"^\s*(\d+)\s*[x×,*]\s*(\d+)\s*[x×,*]\s*(\d+)\s*$")
+_SHAPE = re.compile(r"^\s*([0-9]+)\s*[x×,*]\s*([0-9]+)\s*[x×,*]\s*([0-9]+)\s*$")
 
 
 def input_shape(node) -> Shape:
@@ -42,6 +43,9 @@ def input_shape(node) -> Shape:
     dims = None
     if isinstance(value, str):
         m = _SHAPE.match(value)
+        if m and max(len(g) for g in m.groups()) > MAX_NUMBER_DIGITS:
+            raise UserError(f"input {printable(value, 40)} is too large", f"numbers in a spec have at most {MAX_NUMBER_DIGITS} digits",
+                            node.where)
         dims = tuple(int(g) for g in m.groups()) if m else None
     elif isinstance(value, list) and len(value) == 3 and all(
         isinstance(v.value, int) and not isinstance(v.value, bool) for v in value

@@ -6,11 +6,15 @@ Component settings (optimizer, schedule, loss, augmentation, early stopping) use
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from copy import deepcopy
+from dataclasses import dataclass, field, fields, replace
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ..errors import LayerError, UserError, Where
 from ..layers.base import REQUIRED, Param
+from . import yamlsrc
 from .chain import suggest
 from .yamlsrc import Node, type_name
 
@@ -91,29 +95,142 @@ STOPPING = {"early_stop": Component("early_stop", "stop when the metric has not 
 
 @dataclass(frozen=True)
 class Setting:
-    name: str
-    kind: str  # 'int', 'float', 'str', 'fraction_or_count', or a component table name
+    """One row of the settings table: how a value is checked, its default, and whether a resumed
+    run may change it (`cnn train --resume RUN --epochs 20`)."""
+
+    kind: str  # 'int', 'float', 'str', 'fraction_or_count', 'patterns', or a component table name
     doc: str
+    default: Any = None
     minimum: float | None = None
+    resumable: bool = False
+    name: str = ""  # the field's name, filled in below
 
 
-SETTINGS = {s.name: s for s in (
-    Setting("data", "str", "a dataset name (fashion-mnist, mnist, ...) or a path"),
-    Setting("epochs", "int", "passes over the training set", 1),
-    Setting("batch", "int", "samples per step", 1),
-    Setting("lr", "float", "learning rate (overrides the optimizer's)", 0.0),
-    Setting("weight_decay", "float", "L2 penalty (overrides the optimizer's)", 0.0),
-    Setting("l1", "float", "L1 penalty on weights", 0.0),
-    Setting("clip", "float", "clip the gradient's global norm to this", 0.0),
-    Setting("seed", "int", "fixes initialisation, shuffling, dropout and augmentation", 0),
-    Setting("val", "fraction_or_count", "validation split: a fraction (0.1) or a count (5000)", 0),
-    Setting("threads", "int", "CPU threads", 1),
-    Setting("optimizer", "optimizer", "e.g. adam lr=0.001, sgd lr=0.1 momentum=0.9 nesterov=true"),
-    Setting("schedule", "schedule", "e.g. cosine warmup=2, step 10 gamma=0.1"),
-    Setting("loss", "loss", "cross_entropy smoothing=0.1, mse or mae"),
-    Setting("augment", "augment", "a list, e.g. [flip, crop 4]"),
-    Setting("early_stop", "early_stop", "e.g. early_stop val_acc patience=3"),
-)}
+def _field(kind: str, doc: str, default: Any = None, minimum: float | None = None, resumable: bool = False):
+    meta = {"setting": Setting(kind, doc, default, minimum, resumable)}
+    if isinstance(default, list):
+        return field(default_factory=list, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainSettings:
+    """The `train:` section parsed once into typed values, with where each value came from (a place
+    in the spec, or the command-line option) for error messages. `cnn train` options and `--set`
+    change fields through the same checks; the field declarations below are the one settings table."""
+
+    data: str | None = _field("str", "a dataset name (fashion-mnist, mnist, ...) or a path")
+    epochs: int = _field("int", "passes over the training set", 5, 1, resumable=True)
+    batch: int = _field("int", "samples per step", 64, 1)
+    lr: float | None = _field("float", "learning rate (overrides the optimizer's)", None, 0.0)
+    weight_decay: float | None = _field("float", "L2 penalty (overrides the optimizer's)", None, 0.0)
+    l1: float = _field("float", "L1 penalty on weights", 0.0, 0.0)
+    clip: float = _field("float", "clip the gradient's global norm to this (0: no clipping)", 0.0, 0.0)
+    seed: int = _field("int", "fixes initialisation, shuffling, dropout and augmentation", 0, 0)
+    val: float | int = _field("fraction_or_count", "validation split: a fraction (0.1) or a count (5000)", 0.1, 0)
+    threads: int | None = _field("int", "CPU threads", None, 1, resumable=True)
+    optimizer: dict | None = _field("optimizer", "e.g. adam lr=0.001, sgd lr=0.1 momentum=0.9 nesterov=true")
+    schedule: dict | None = _field("schedule", "e.g. cosine warmup=2, step 10 gamma=0.1")
+    loss: dict | None = _field("loss", "cross_entropy smoothing=0.1, mse or mae")
+    augment: list = _field("augment", "a list, e.g. [flip, crop 4]", [])
+    early_stop: dict | None = _field("early_stop", "e.g. early_stop val_acc patience=3", resumable=True)
+    freeze: list = _field("patterns", "layers whose parameters (and BN statistics) stay fixed: [conv1, stage1.*]", [])
+    where: dict[str, Where] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, node: Node) -> "TrainSettings":
+        """Check the spec's `train:` mapping."""
+        if not isinstance(node.value, dict):
+            raise UserError(f"train: must be a mapping of settings, not {type_name(node.value)}",
+                            "e.g. train: {epochs: 5, batch: 100, optimizer: adam lr=0.001}", node.where)
+        settings = cls()
+        for key, item in node.value.items():
+            settings._assign(_setting(key, item.where), item)
+        return settings
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> "TrainSettings":
+        """Settings as a run stored them (run.json, a checkpoint's `train`); older runs stored only
+        the settings they were given, the rest take their defaults."""
+        return cls(**{k: v for k, v in values.items() if k in SETTINGS})
+
+    def set(self, key: str, value: Any, where: Where) -> None:
+        """Set a typed value (from a command-line option), checked as a spec value would be."""
+        self._assign(_setting(key, where), _node(value, where))
+
+    def update(self, other: "TrainSettings") -> None:
+        """Take the settings other was given explicitly (e.g. a spec's `train:`), already checked."""
+        for key, where in other.where.items():
+            setattr(self, key, deepcopy(getattr(other, key)))
+            self.where[key] = where
+
+    def set_text(self, key: str, text: str) -> None:
+        """`--set key=value`: the value is read as YAML (`--set augment='[flip, crop 2]'`)."""
+        key = key.strip().removeprefix("train.")
+        where = Where(f"--set {key}={text}")
+        setting = _setting(key, where)
+        node = yamlsrc.load(text, f"--set {key}") if text.strip() else Node(None, where)
+        node.where = where
+        self._assign(setting, node)
+
+    def _assign(self, setting: Setting, node: Node) -> None:
+        setattr(self, setting.name, _value(setting, node))
+        self.where[setting.name] = node.where
+
+    def copy(self) -> "TrainSettings":
+        return deepcopy(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every setting as JSON values, for run files and checkpoints."""
+        return jsonable({name: getattr(self, name) for name in SETTINGS})
+
+    def describe(self, key: str) -> str:
+        """A setting's value as a user would write it, for messages."""
+        value = getattr(self, key)
+        if isinstance(value, dict):
+            return " ".join([value["name"]] + [f"{k}={_text(v)}" for k, v in value.items() if k != "name"])
+        if isinstance(value, list):
+            return "[" + ", ".join(v["name"] if isinstance(v, dict) else str(v) for v in value) + "]"
+        return _text(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+SETTINGS = {f.name: replace(f.metadata["setting"], name=f.name) for f in fields(TrainSettings) if "setting" in f.metadata}
+
+
+def _setting(key: str, where: Where | None) -> Setting:
+    setting = SETTINGS.get(key)
+    if setting is None:
+        close = suggest(key, SETTINGS)
+        raise UserError(f"unknown train setting '{key}'",
+                        (f"did you mean {close}? " if close else "") + "settings: " + ", ".join(SETTINGS), where)
+    return setting
+
+
+def _node(value: Any, where: Where) -> Node:
+    if isinstance(value, (list, tuple)):
+        return Node([_node(v, where) for v in value], where)
+    return Node(value, where)
+
+
+def frozen_layers(patterns: list[str], names: list[str], where: Where | None) -> list[str]:
+    """The layer names matched by `freeze:` glob patterns; a pattern that matches nothing is a mistake."""
+    matched: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatchcase(n, pattern)]
+        if not hits:
+            close = suggest(pattern, names)
+            raise UserError(f"train.freeze: no layer matches '{pattern}'",
+                            (f"did you mean {close}? " if close else "")
+                            + "patterns match layer names as cnn shapes prints them, e.g. conv1, stage1.*", where)
+        matched += hits
+    return [n for n in names if n in matched]
+
 
 _TABLES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "augment": AUGMENTATIONS,
            "early_stop": STOPPING}
@@ -159,25 +276,11 @@ def parse_component(text: str, table: dict[str, Component], what: str) -> tuple[
     return head, values
 
 
-def validate(node: Node) -> dict[str, Any]:
-    """Check the `train:` mapping; returns plain values (component strings parsed)."""
-    if not isinstance(node.value, dict):
-        raise UserError(f"train: must be a mapping of settings, not {type_name(node.value)}",
-                        "e.g. train: {epochs: 5, batch: 100, optimizer: adam lr=0.001}", node.where)
-    out: dict[str, Any] = {}
-    for key, item in node.value.items():
-        setting = SETTINGS.get(key)
-        if setting is None:
-            close = suggest(key, SETTINGS)
-            raise UserError(f"unknown train setting '{key}'",
-                            (f"did you mean {close}? " if close else "") + "settings: " + ", ".join(SETTINGS), item.where)
-        out[key] = _value(setting, item)
-    return out
-
-
 def _value(setting: Setting, item: Node) -> Any:
     value = item.value
     try:
+        if setting.kind == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no point) as text
+            value = Param(setting.name, "float", doc=setting.doc).parse(value)
         if setting.kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (setting.kind == "int" and not isinstance(value, int)):
                 raise LayerError(f"train.{setting.name} must be {'a whole number' if setting.kind == 'int' else 'a number'}, "
@@ -189,6 +292,13 @@ def _value(setting: Setting, item: Node) -> Any:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (isinstance(value, float) and value >= 1):
                 raise LayerError(f"train.{setting.name} must be a fraction below 1 or a whole count, not {type_name(value)}", setting.doc)
             return value
+        if setting.kind == "patterns":
+            items = value if isinstance(value, list) else [item]
+            patterns = [sub.value for sub in items]
+            if not all(isinstance(p, str) and p.strip() for p in patterns):
+                raise LayerError(f"train.{setting.name} must be layer names or glob patterns, not {type_name(value)}",
+                                 setting.doc)
+            return [p.strip() for p in patterns]
         if setting.kind == "str":
             if not isinstance(value, str):
                 raise LayerError(f"train.{setting.name} must be text, not {type_name(value)}", setting.doc)
@@ -209,20 +319,6 @@ def _component(item: Node, table, what: str):
                          "choose one of: " + ", ".join(table))
     name, params = parse_component(item.value, table, what)
     return {"name": name, **params}
-
-
-def with_overrides(spec, overrides: dict[str, str]) -> dict[str, Any]:
-    """The spec's train settings with command-line `--set key=value` overrides (values in YAML)."""
-    from . import yamlsrc
-
-    root = yamlsrc.load(spec.source, spec.file) if spec.source.strip() else Node({}, None)
-    node = root.value.get("train") if isinstance(root.value, dict) else None
-    merged = dict(node.value) if node is not None and isinstance(node.value, dict) else {}
-    for key, text in overrides.items():
-        value = yamlsrc.load(text, f"--set train.{key}")
-        value.where = Where(f"--set train.{key}={text}")
-        merged[key] = value
-    return validate(Node(merged, node.where if node is not None else None))
 
 
 def jsonable(settings: dict[str, Any]) -> dict[str, Any]:
