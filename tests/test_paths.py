@@ -124,7 +124,7 @@ def test_relative_data_is_found_from_another_directory(tmp_path, npz):
     assert json.loads(r.stdout)["samples"] == 20
     r = cnn("inspect", "../run", "--json", cwd=elsewhere)
     assert r.returncode == 0 and json.loads(r.stdout)["activations"], r.stderr
-    r = cnn("train", "--resume", "../run", "--quiet", cwd=elsewhere)
+    r = cnn("train", "--resume", "../run", "--epochs", "2", "--quiet", cwd=elsewhere)  # extend: reloads the data
     assert r.returncode == 0, r.stderr
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())  # the argument as written, and absolute
     assert run_json["data"] == "d.npz" and run_json["data_path"] == str(npz.resolve())
