@@ -385,8 +385,8 @@ def gradcheck(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Example: cnn export architectures/lenet-5.yaml lenet-5.onnx\n\n"
-             "Weights alone: cnn export runs/fashion-tutorial-20261122-101500 weights.safetensors")
+@app.command(epilog="Example: cnn export lenet-5 lenet-5.onnx\n\n"
+             "Weights alone: cnn export runs/tutorial weights.safetensors")
 def export(
     source: Path = typer.Argument(..., help="A run directory (its best checkpoint), a .npz checkpoint, or a spec (.yaml).",
                                   show_default=False),
