@@ -71,6 +71,7 @@ CASES = {
     "unary_minus_5000": (H + "blocks: {'b(k)': 'fc ${" + "-" * 5000 + "k}'}\nnet: b(10)\n", "nested more than 50 deep", 2, 22),
     "nested_block_calls": (H + "blocks:\n" + "".join(f"  b{i}: (b{i + 1})\n" for i in range(30)) + "  b30: fc 10\nnet: b0\n",
                            "parentheses, merges and block calls are nested more than 50 deep", 27, 9),
+    "unclosed_expressions": (H + "blocks:\n  b: relu" + " ${" * 20_000 + "\nnet: b\n", "'${' has no closing '}'", 3, 11),
     "flow_lists_5000": (H + "net: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 20 levels deep", 2, 26),
     "block_lists_5000": (H + "net:\n  " + "- " * 5000 + "relu\n", "nested more than 20 levels deep", 3, 41),
 }
@@ -116,7 +117,7 @@ def test_dates_and_yaml_specials_are_plain_text():
 
 def test_train_numbers_written_without_a_point_are_numbers():
     # YAML 1.1 reads 1e-3 as text; a learning rate written so is still a learning rate.
-    assert loads(H + "net: fc 10\ntrain:\n  lr: 1e-3\n").train["lr"] == 0.001
+    assert loads(H + "net: fc 10\ntrain:\n  lr: 1e-3\n").train.lr == 0.001
 
 
 def test_repeat_counts_and_budgets_name_their_limit():
