@@ -45,11 +45,13 @@ def save(path: Path, model, meta: dict[str, Any], optimizer=None) -> None:
 
 
 def write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename over the target."""
+    """Write through a temporary file in the same directory, then rename over the target. The file
+    gets the mode any new file gets (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -58,6 +60,12 @@ def write_atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path, text: str) -> None:

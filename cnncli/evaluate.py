@@ -102,8 +102,9 @@ def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, Any]:
 
 def evaluate(trained: Trained, data: str | None, top_k: int = 5) -> dict[str, Any]:
     from . import data as datasets
+    from .train import stored_data
 
-    name = data or trained.meta.get("data", {}).get("argument") or trained.meta["train"].get("data")
+    name = data or stored_data(trained.meta)
     if not name:
         raise UserError("no data to evaluate on", "give --data NAME_OR_PATH")
     dataset = datasets.resolve(name)
@@ -161,9 +162,8 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, lis
 
 
 def predict(trained: Trained, files: list[Path], data: str | None, index: str | None, top: int) -> list[dict]:
-    """The `top` most likely classes for image files, or for samples `index` ("0,5,9") of a dataset."""
-    if not trained.meta.get("classes"):
-        raise UserError("cnn predict shows classes; this model does regression", "use cnn eval")
+    """For image files, or samples `index` ("0,5,9") of a dataset: the `top` most likely classes, or
+    a regression model's predicted values."""
     shape = tuple(trained.meta["input"])
     items = []  # (what, image CHW, notes, true label)
     if data is not None:
@@ -179,7 +179,7 @@ def predict(trained: Trained, files: list[Path], data: str | None, index: str | 
         for i in picks:
             if not 0 <= i < len(images):
                 raise UserError(f"--index {i} is outside the {len(images):,} samples", None)
-            items.append((f"{data}[{i}]", images[i], [], int(labels[i])))
+            items.append((f"{data}[{i}]", images[i], [], labels[i]))
     elif files:
         for path in files:
             image, notes = read_image(path, shape)
@@ -190,10 +190,15 @@ def predict(trained: Trained, files: list[Path], data: str | None, index: str | 
     if tuple(batch.shape[1:]) != shape:
         raise UserError(f"the inputs are {'x'.join(map(str, batch.shape[1:]))}, the model takes "
                         f"{'x'.join(map(str, shape))}", None)
+    outputs = trained.outputs(batch)
+    if not trained.meta.get("classes"):
+        return [{"input": what, "notes": notes, "values": y.tolist(),
+                 "target": None if truth is None else np.atleast_1d(truth).astype(float).tolist()}
+                for (what, _, notes, truth), y in zip(items, outputs)]
     names = trained.class_names
     results = []
-    for (what, _, notes, truth), p in zip(items, trained.outputs(batch)):
+    for (what, _, notes, truth), p in zip(items, outputs):
         order = np.argsort(-p)[:top]
-        results.append({"input": what, "notes": notes, "label": names[truth] if truth is not None else None,
+        results.append({"input": what, "notes": notes, "label": names[int(truth)] if truth is not None else None,
                         "top": [{"class": names[k], "index": int(k), "probability": float(p[k])} for k in order]})
     return results

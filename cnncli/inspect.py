@@ -40,8 +40,10 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     from . import data as datasets
     from . import spec as specs
     from .model import Model
+    from .spec import shipped
+    from .train import stored_data
 
-    if target.suffix.lower() in (".yaml", ".yml"):
+    if target.suffix.lower() in (".yaml", ".yml") or (not target.exists() and shipped.find(target)):
         spec, meta = specs.load(target), None
         model = Model(spec, np.float32, seed=0, fuse=False)
     else:
@@ -57,7 +59,7 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
         result.filters = w if w.shape[1] == 3 else w[:, 0]
         result.filters_layer = first_conv.name
 
-    source = data or (meta or {}).get("data", {}).get("argument")
+    source = data or (stored_data(meta) if meta else None)
     images = None
     if source:
         ds = datasets.resolve(source)

@@ -26,6 +26,7 @@ from . import data as datasets
 from .archive import damaged
 from .errors import UserError, Where
 from .files import check_regular
+from .outputs import check_directory
 from .report import tensorboard_log
 from .schedules import Schedule
 from .spec import Spec
@@ -73,7 +74,8 @@ class Prepared:
     """Everything a run needs besides the model: data split, normalisation, settings."""
 
     settings: TrainSettings
-    data_argument: str  # the name or path the data came from, for `cnn eval` and resume
+    data_argument: str  # the name or path the data came from, as the user wrote it
+    data_path: str  # the same, a path made absolute: what `cnn eval` and resume use, from any directory
     dataset: Any
     train_index: np.ndarray
     val_index: np.ndarray
@@ -101,7 +103,8 @@ def prepare(spec: Spec, settings: TrainSettings, data_override: str | None) -> P
 
     train_index, val_index = np.sort(order[count:]), np.sort(order[:count])
     mean, std = channel_stats(dataset.x_train[train_index])
-    return Prepared(settings, data_override or name, dataset, train_index, val_index, mean, std)
+    given = data_override or name
+    return Prepared(settings, given, datasets.location(given), dataset, train_index, val_index, mean, std)
 
 
 class Run:
@@ -269,7 +272,8 @@ class Run:
             "input": list(self.spec.input), "classes": self.spec.classes, "class_names": ds.class_names,
             "normalisation": {"mean": self.prepared.mean.tolist(), "std": self.prepared.std.tolist()},
             "train": self.settings.to_json(), "weights": self.weights,
-            "data": {"name": ds.name, "argument": self.prepared.data_argument, "source": ds.source,
+            "data": {"name": ds.name, "argument": self.prepared.data_argument, "path": self.prepared.data_path,
+                     "source": ds.source,
                      "train_samples": int(len(self.prepared.train_index)),
                      "val_samples": int(len(self.prepared.val_index))},
             "epoch": self.epoch, "step": self.start_step, "global_step": self.global_step,
@@ -324,6 +328,12 @@ class Run:
                                 "best": str(self.out / "checkpoints" / "best.npz")}}
 
 
+def stored_data(meta: dict[str, Any]) -> str | None:
+    """The data a checkpoint was trained on, usable from any directory (older runs: as given)."""
+    data = meta.get("data") or {}
+    return data.get("path") or data.get("argument") or meta.get("train", {}).get("data")
+
+
 def _threads() -> int:
     from .ops.threads import workers
 
@@ -361,16 +371,17 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     if options.tensorboard_every:
         tensorboard_log.require()
     _set_threads(options.threads or settings.threads)
-    prepared = prepare(spec, settings, options.data)
-    out = run_dir(spec, options.out)
+    out = check_directory(run_dir(spec, options.out), "--out")  # before any work: never train and fail to save
     if (out / "checkpoints" / "last.npz").exists():
         raise UserError(f"{out} already holds a run", f"resume it with cnn train --resume {out}, or choose another --out")
+    prepared = prepare(spec, settings, options.data)
     run = Run(spec, prepared, out, report, weights=options.weights)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.write_text_atomic(out / "spec.yaml", spec.source)
     checkpoint.write_text_atomic(out / "run.json", json.dumps({
-        "spec_file": str(spec_path), "data": options.data, "settings": settings.to_json(),
-        "weights": run.weights, "threads": _threads(), "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
+        "spec_file": str(spec_path), "data": options.data, "data_path": prepared.data_path,
+        "settings": settings.to_json(), "weights": run.weights, "threads": _threads(),
+        "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
     report.message(f"data: {prepared.dataset.source}")
     report.message(f"run directory: {out}")
     if run.weights:
@@ -408,7 +419,7 @@ def resume(run: Path, report, options: Options | None = None, spec_path: Path | 
     memory.require_for(spec, settings.batch, f"training {spec.file}")
     _set_threads(options.threads or (settings.threads if settings.threads != stored.threads else None) or ck.meta.get("threads"))
     run_info = _run_info(out / "run.json")
-    prepared = prepare(spec, settings, options.data or run_info.get("data"))
+    prepared = prepare(spec, settings, options.data or stored_data(ck.meta))
     if options.data:
         _check_same_data(prepared, ck, options.data, out)
     report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}"

@@ -48,6 +48,14 @@ def resolve(name_or_path: str, data_dir: str | Path | None = None) -> Dataset:
     return dataset.validate()
 
 
+def location(name_or_path: str) -> str:
+    """What a run stores to find its data again from any directory: a name as it is, a path absolute."""
+    if name_or_path.lower() in NAMES:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else name_or_path
+
+
 def _named(name: str, data_dir: str | Path | None) -> Dataset:
     if name == "fashion-mnist-sample":
         return _sample()

@@ -47,8 +47,9 @@ def load_source(source: Path, seed: int = 0, input_shape: str | None = None) -> 
     from .. import checkpoint
     from .. import spec as specs
     from ..model import Model
+    from ..spec import shipped
 
-    if source.suffix.lower() in (".yaml", ".yml"):
+    if source.suffix.lower() in (".yaml", ".yml") or (not source.exists() and shipped.find(source)):
         spec = specs.load(source, input_shape=input_shape)
         return Source(Model(spec, np.float32, seed, fuse=False), None, None, f"{source} (initial weights, seed {seed})")
     ck = checkpoint.load(source)
