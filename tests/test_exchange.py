@@ -210,6 +210,7 @@ def test_shipped_architecture_exports_runs_and_imports_back(name, tmp_path):
 # ----------------------------------------------------------------------------- a trained run, through the CLI
 
 from .test_evaluate import run  # noqa: E402,F401  (the module's briefly trained run, a fixture)
+from .test_runs import sample_npz  # noqa: E402
 
 
 def test_trained_run_probabilities_equal_cnn_predict(run, tmp_path):
@@ -240,6 +241,12 @@ def test_trained_run_probabilities_equal_cnn_predict(run, tmp_path):
     b = json.loads(cnn("eval", str(tmp_path / "tiny.npz"), "--data", "fashion-mnist-sample", "--json").stdout)
     assert a["accuracy"] == b["accuracy"] and abs(a["loss"] - b["loss"]) < 1e-5
     assert cnn("shapes", str(tmp_path / "tiny.yaml")).returncode == 0
+    # ... and fine-tuned from its imported weights
+    r = cnn("train", str(tmp_path / "tiny.yaml"), "--weights", str(tmp_path / "tiny.npz"), "--data",
+            sample_npz(tmp_path / "few.npz", count=600), "--epochs", "1", "--set", "val=200", "--out",
+            str(tmp_path / "tuned"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["weights"]["new"] == [] and "loaded conv1, bn1, fc1" in r.stderr
 
 
 def test_safetensors_holds_every_weight_in_pytorch_layout(run, tmp_path):
