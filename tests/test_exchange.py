@@ -143,6 +143,16 @@ def test_even_lrn_window_is_written_out(tmp_path):
     assert relative(got, logits(model, x)) < TOLERANCE
 
 
+def test_a_layer_without_an_onnx_form_is_refused_by_name(monkeypatch):
+    from cnncli.exchange.onnx_export import GraphBuilder
+
+    monkeypatch.delattr(GraphBuilder, "layer_gelu")  # as a kind added later without its ONNX form would be
+    spec = specs.loads("input: 1x4x4\nnet:\n  - conv k=2 f=3 -> gelu -> gap\n", "g.yaml")
+    with pytest.raises(UserError) as info:
+        build(Source(Model(spec, np.float32), None, None, "test"))
+    assert str(info.value).startswith("g.yaml:3:21: layer 'gelu' (gelu1): gelu has no ONNX form in this cnncli")
+
+
 def test_regression_model_gives_output(tmp_path):
     spec = specs.loads("input: 1x6x6\noutput: 2\nnet: conv k=3 f=3 -> relu -> fc 2\n", "reg.yaml")
     model = Model(spec, np.float32, seed=1)
