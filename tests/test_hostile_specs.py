@@ -116,7 +116,7 @@ def test_dates_and_yaml_specials_are_plain_text():
 
 def test_train_numbers_written_without_a_point_are_numbers():
     # YAML 1.1 reads 1e-3 as text; a learning rate written so is still a learning rate.
-    assert loads(H + "net: fc 10\ntrain:\n  lr: 1e-3\n").train["lr"] == 0.001
+    assert loads(H + "net: fc 10\ntrain:\n  lr: 1e-3\n").train.lr == 0.001
 
 
 def test_repeat_counts_and_budgets_name_their_limit():
