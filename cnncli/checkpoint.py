@@ -66,14 +66,17 @@ class Checkpoint:
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path, self.meta, self.arrays = path, meta, arrays
 
-    def spec(self):
-        """The network the checkpoint was trained with, parsed again; a spec that no longer parses
-        (saved by another cnncli version, or edited) is reported as the checkpoint's problem."""
+    def spec(self, input_shape: str | None = None):
+        """The network the checkpoint was trained with, parsed again (`input_shape` replaces its
+        input); a spec that no longer parses (saved by another cnncli version, or edited) is reported
+        as the checkpoint's problem."""
         from .spec import loads
 
         try:
-            return loads(self.meta["spec"], self.meta.get("spec_file", str(self.path)))
+            return loads(self.meta["spec"], self.meta.get("spec_file", str(self.path)), input_shape=input_shape)
         except UserError as exc:
+            if input_shape is not None:
+                raise  # most likely the new input does not fit the network: that error says so
             saved = self.meta.get("cnncli")
             place = f"{exc.where}: " if exc.where else ""
             raise UserError(f"{self.path}: the network stored in this checkpoint no longer parses"

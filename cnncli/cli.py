@@ -376,7 +376,7 @@ def export(
         done = exchange.export(source, out, seed, input_shape)
     except UserError as exc:
         _fail(exc)
-    console(stderr=True).print(done, markup=False)
+    console(stderr=True).print(printable(done), markup=False)
 
 
 @app.command(name="import", epilog="Example: cnn import lenet-5.onnx lenet-5.yaml")
@@ -393,7 +393,7 @@ def import_(
         done = import_onnx(model, out)
     except UserError as exc:
         _fail(exc)
-    console(stderr=True).print(done, markup=False)
+    console(stderr=True).print(printable(done), markup=False)
 
 
 def _threads(threads: int | None) -> None:

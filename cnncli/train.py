@@ -439,7 +439,8 @@ def _spec_changes(spec_path: Path, spec: Spec, stored: TrainSettings, out: Path)
 
 
 def _check_resumable(stored: TrainSettings, settings: TrainSettings, meta: dict[str, Any], out: Path) -> None:
-    changed = [k for k, s in SETTINGS.items() if getattr(stored, k) != getattr(settings, k)]
+    before, after = stored.to_json(), settings.to_json()  # as JSON: a spec's (3, 6) equals a stored [3, 6]
+    changed = [k for k in SETTINGS if before[k] != after[k]]
     refused = [k for k in changed if not SETTINGS[k].resumable]
     old_stop, new_stop = stored.early_stop or {}, settings.early_stop or {}
     if "early_stop" in changed and old_stop.get("metric") != new_stop.get("metric"):

@@ -6,7 +6,6 @@ Component settings (optimizer, schedule, loss, augmentation, early stopping) use
 
 from __future__ import annotations
 
-import math
 from copy import deepcopy
 from dataclasses import dataclass, field, fields, replace
 from fnmatch import fnmatchcase
