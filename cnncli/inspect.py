@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import memory
 from .errors import UserError
 
 
@@ -36,7 +37,6 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 def inspect(target: Path, data: str | None = None, layer: str | None = None, sample: int = 0,
             image: Path | None = None, batch: int = 256) -> Inspection:
-    from . import checkpoint
     from . import data as datasets
     from . import spec as specs
     from .model import Model
@@ -45,11 +45,8 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
         spec, meta = specs.load(target), None
         model = Model(spec, np.float32, seed=0, fuse=False)
     else:
-        ck = checkpoint.load(target)
-        meta = ck.meta
-        spec = ck.spec()
-        model = Model(spec, np.float32, fuse=False)  # every layer's own output, for statistics
-        ck.restore(model)
+        model = Model.from_checkpoint(target, fuse=False)  # every layer's own output, for statistics
+        spec, meta = model.spec, model.checkpoint.meta
     result = Inspection(spec, meta)
     for name, value in model.params().items():
         result.params.append({"name": name, "shape": list(value.shape), **_stats(value)})
@@ -64,9 +61,7 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     images = None
     if source:
         ds = datasets.resolve(source)
-        from .train import check_fits
-
-        check_fits(spec, ds)
+        ds.check_fits(spec)
         images = ds.x_test if ds.x_test is not None else ds.x_train
         result.data_source = ds.source
     norm = (meta or {}).get("normalisation")
@@ -78,6 +73,7 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     if images is not None:
         from .data.augment import Batcher
 
+        memory.require_for(spec, min(batch, len(images)), f"inspecting {target}", training=False)
         batcher = Batcher(images, norm["mean"], norm["std"], [], 0)
         model.forward_internal(batcher(np.arange(min(batch, len(images)))), train=False)
         for node in spec.nodes:

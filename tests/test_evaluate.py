@@ -93,7 +93,7 @@ def test_checkpoint_errors(run, tmp_path):
     good = run / "checkpoints" / "last.npz"
     cut = tmp_path / "cut.npz"
     cut.write_bytes(good.read_bytes()[:5000])
-    with pytest.raises(UserError, match="not a readable checkpoint"):
+    with pytest.raises(UserError, match="cut.npz: damaged cnncli checkpoint: its zip directory is missing or damaged"):
         checkpoint.load(cut)
     ck = checkpoint.load(good)
     from cnncli.model import Model
@@ -107,7 +107,7 @@ def test_checkpoint_errors(run, tmp_path):
     with pytest.raises(UserError, match="format version 99; this cnncli reads up to 1"):
         checkpoint.load(newer)
     r = cnn("eval", str(cut))
-    assert r.returncode == 2 and "not a readable checkpoint" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "damaged cnncli checkpoint" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_eval_refuses_data_that_does_not_fit(run, tmp_path):

@@ -45,7 +45,7 @@ def load_source(source: Path, seed: int = 0, input_shape: str | None = None) -> 
         spec = specs.load(source, input_shape=input_shape)
         return Source(Model(spec, np.float32, seed, fuse=False), None, None, f"{source} (initial weights, seed {seed})")
     ck = checkpoint.load(source)
-    spec = ck.spec(input_shape)
+    spec = ck.spec if input_shape is None else ck.spec_with_input(input_shape)
     model = Model(spec, np.float32, fuse=False)  # unfused: each layer's own output, for checks
     try:
         ck.restore(model)

@@ -34,7 +34,7 @@ def human(n: float, unit: str = "") -> str:
 
 
 def human_bytes(n: float) -> str:
-    for factor, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+    for factor, suffix in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if n >= factor:
             return f"{n / factor:.3g} {suffix}"
     return f"{int(n)} B"
