@@ -1,5 +1,5 @@
-"""What export and import share: optional imports, safe display of file text, atomic writes, and
-loading what `cnn export` exports."""
+"""What export and import share: optional imports, atomic writes, and loading what `cnn export`
+exports."""
 
 from __future__ import annotations
 
@@ -22,13 +22,6 @@ def need(module: str, what: str):
     except ImportError:
         raise UserError(f"{what} needs the '{module}' package, which is not installed",
                         f"pip install 'cnncli[{EXTRAS[module]}]'") from None
-
-
-def printable(text: str, limit: int = 80) -> str:
-    """Text taken from a file, safe to show on a terminal: control characters escaped, length capped."""
-    text = str(text)
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return out + ("..." if len(text) > limit else "")
 
 
 @dataclass
