@@ -12,7 +12,7 @@ Each thread count has its own pair of worker processes; the rounds alternate ove
 
 GFLOP/s counts 2 FLOPs per multiply-add of the convs and fc layers (a training step: forward, input
 and weight gradients), the same for both sides; "peak" is the share of the machine's FP32 FMA peak
-measured by peak_flops.py with as many threads.
+measured by peak_flops.py with as many threads (the better of its FMA and SGEMM probes).
 """
 
 from __future__ import annotations
@@ -102,14 +102,14 @@ def theirs(spec, batch):
     return train, infer
 
 
-def timed(fn, steps):
-    t = time.perf_counter()
+def timed(fn, steps, clock=time.perf_counter):
+    t = clock()
     for _ in range(steps):
         fn()
-    return (time.perf_counter() - t) / steps
+    return (clock() - t) / steps
 
 
-def worker(side: str, threads: int) -> None:
+def worker(side: str, threads: int, clock) -> None:
     """Answer 'network batch input classes steps' lines on stdin with 'train_seconds infer_seconds' per step."""
     if side == "ours":
         from cnncli.ops.threads import set_threads
@@ -130,7 +130,7 @@ def worker(side: str, threads: int) -> None:
                 for _ in range(3):
                     fn()
         train, infer = built[key]
-        print(timed(train, int(steps)), timed(infer, int(steps)), flush=True)
+        print(timed(train, int(steps), clock), timed(infer, int(steps), clock), flush=True)
 
 
 def main() -> None:
@@ -140,11 +140,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--only", nargs="+", help="run only these networks")
     parser.add_argument("--layers", action="store_true", help="time ResNet-20's 3x3 convs alone instead")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the worker's CPU seconds per step instead of elapsed time; steadier on a "
+                             "busy shared machine, meaningful with --threads 1 only (idle threads spin)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.threads[0])
+        worker(args.worker, args.threads[0], time.process_time if args.clock == "cpu" else time.perf_counter)
         return
 
     import subprocess
@@ -154,9 +157,10 @@ def main() -> None:
     from cnncli.bench import blas_kernels, cpu
 
     probe = subprocess.run([sys.executable, str(Path(__file__).with_name("peak_flops.py")), "--json",
-                            "--threads", *map(str, args.threads)], capture_output=True, text=True, check=True)
-    peak = {r["threads"]: r["fma_gflop_per_s"] for r in json.loads(probe.stdout)}
-    workers = {(side, t): subprocess.Popen([sys.executable, __file__, "--worker", side, "--threads", str(t)],
+                            "--threads", *map(str, args.threads), "--clock", args.clock], capture_output=True, text=True, check=True)
+    peak = {r["threads"]: max(r["fma_gflop_per_s"], r["sgemm_gflop_per_s"]) for r in json.loads(probe.stdout)}
+    workers = {(side, t): subprocess.Popen([sys.executable, __file__, "--worker", side, "--threads", str(t),
+                                            "--clock", args.clock],
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                for t in args.threads for side in ("ours", "torch")}
 
@@ -169,7 +173,8 @@ def main() -> None:
         return float(train), float(infer)
 
     machine = cpu()
-    print(f"cnncli vs PyTorch {torch.__version__}, median of {args.rounds} rounds of {args.steps} steps; "
+    print(f"cnncli vs PyTorch {torch.__version__}, median of {args.rounds} rounds of {args.steps} steps "
+          f"({'CPU' if args.clock == 'cpu' else 'elapsed'} time); "
           f"{machine['name']}, {machine['vector']}, BLAS {blas_kernels()}; FP32 peak "
           + ", ".join(f"{peak[t]:.0f} GFLOP/s on {t} thread{'s' if t > 1 else ''}" for t in args.threads))
     print(f"{'network':16} {'input':>8} {'batch':>5} {'thr':>3} | {'train samples/s':>17} {'ratio':>5} "

@@ -31,13 +31,13 @@ def _module(node) -> nn.Module:
     if kind in ("pool", "avgpool", "l2pool"):
         pt, pb, pl, pr = _padding(node)
         assert pt == pb and pl == pr, "asymmetric pooling padding has no PyTorch twin"
-        stride = node.info.window.stride
+        window = node.info.window
         if kind == "pool":
-            return nn.MaxPool2d(p["f"], stride, (pt, pl), ceil_mode=p["ceil"])
+            return nn.MaxPool2d(window.kernel, window.stride, (pt, pl), ceil_mode=p["ceil"])
         if kind == "avgpool":
-            return nn.AvgPool2d(p["f"], stride, (pt, pl), ceil_mode=p["ceil"], count_include_pad=True)
+            return nn.AvgPool2d(window.kernel, window.stride, (pt, pl), ceil_mode=p["ceil"], count_include_pad=True)
         assert (pt, pl) == (0, 0), "PyTorch's LPPool2d has no padding"
-        return nn.LPPool2d(2, p["f"], stride, ceil_mode=p["ceil"])
+        return nn.LPPool2d(2, window.kernel, window.stride, ceil_mode=p["ceil"])
     if kind == "gap":
         return nn.AdaptiveAvgPool2d(1)
     if kind == "gmp":

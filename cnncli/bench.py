@@ -61,12 +61,13 @@ def blas_kernels() -> str:
 
 def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int = 0) -> dict:
     started = time.perf_counter()
-    from . import losses, optim
+    from . import losses, memory, optim
     from .model import Model
     from .ops.base import Fused
     from .ops.threads import workers
     from .step import TrainStep
 
+    memory.require_for(spec, batch, f"benchmarking {spec.file}")
     model = Model(spec, np.float32, seed)
     rng = np.random.default_rng(seed)
     c, h, w = spec.input

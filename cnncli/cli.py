@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__, cliparams
+from . import __version__, cliparams, outputs
 from .errors import UserError, printable
 
 cliparams.install()
@@ -50,6 +50,21 @@ def _count(text: str | None, option: str) -> int | None:
     return int(value)
 
 
+SPEC_HELP = "A spec file (YAML), or a shipped network's name (see cnn zoo)."
+
+
+def _input_option():
+    return typer.Option(None, "--input", help="Replace the spec's input, C x H x W, e.g. 3x64x64 (smaller is faster).")
+
+
+def _emit(result, json_out: bool, show) -> None:
+    """A command's result on stdout: one JSON document for programs, else `show()`'s report."""
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        show()
+
+
 def _version(value: bool) -> None:
     if value:
         from .kernel_cache import kernel_cache_dir
@@ -66,15 +81,17 @@ def main(
     """Check, train and inspect convolutional networks written as a few lines of YAML."""
 
 
-@app.command(epilog="Example: cnn shapes architectures/fashion-tutorial.yaml --batch 64\n\n"
-             "CI gate: cnn shapes arch.yaml --strict --max-params 5M --json > shapes.json")
+@app.command(epilog="Example: cnn shapes fashion-tutorial --batch 64\n\n"
+             "A big network on small images: cnn shapes resnet-50 --input 3x64x64\n\n"
+             "CI gate: cnn shapes resnet-20-cifar --strict --max-params 5M --json > shapes.json")
 def shapes(
-    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
     strict: bool = typer.Option(False, "--strict", help="Make warnings (input dropped by flooring) errors."),
     batch: int = typer.Option(64, "--batch", min=1, help="Batch size for the training-memory estimate."),
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Exit 1 if the parameters exceed N (e.g. 5M)."),
     max_macs: Optional[str] = typer.Option(None, "--max-macs", help="Exit 1 if the MACs per sample exceed N (e.g. 2G)."),
+    input_shape: Optional[str] = _input_option(),
 ) -> None:
     """Check a spec and show every layer's output shape, parameters, MACs and receptive field.
 
@@ -87,7 +104,7 @@ def shapes(
     try:
         limits = {"parameters": (_count(max_params, "--max-params"), "--max-params"),
                   "MACs per sample": (_count(max_macs, "--max-macs"), "--max-macs")}
-        net = specs.load(spec, strict=strict)
+        net = specs.load(spec, strict=strict, input_shape=input_shape)
     except UserError as exc:
         _fail(exc)
     err = console(stderr=True)
@@ -105,6 +122,23 @@ def shapes(
             over = True
     if over:
         raise typer.Exit(1)
+
+
+@app.command(epilog="Example: cnn zoo --json")
+def zoo(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the networks shipped with cnncli: give their name wherever a spec file is expected."""
+    from . import zoo as shipped
+    from .report import console
+    from .report import zoo as report
+
+    try:
+        networks = shipped.catalogue()
+    except UserError as exc:
+        _fail(exc)
+    _emit(networks, json_out, lambda: report.show(networks, console()))
+    if not json_out:
+        console(stderr=True).print("give a name wherever a spec file is expected, e.g. cnn shapes resnet-50",
+                                   markup=False)
 
 
 @app.command(epilog="Example: cnn layers conv")
@@ -134,11 +168,12 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-@app.command(epilog="Example: cnn train architectures/fashion-tutorial.yaml --epochs 2\n\n"
-             "Resume or extend: cnn train --resume runs/fashion-tutorial-20261122-101500 --epochs 10\n\n"
-             "Fine-tune: cnn train new-head.yaml --weights runs/fashion-tutorial-20261122-101500 --freeze 'conv*'")
+@app.command(epilog="Example: cnn train fashion-tutorial --data fashion-mnist-sample --epochs 1 --out runs/tutorial\n\n"
+             "Resume or extend to 2 epochs in all: cnn train --resume runs/tutorial --epochs 2\n\n"
+             "Fine-tune: cnn train fashion-tutorial --data fashion-mnist-sample --weights runs/tutorial "
+             "--freeze 'conv*' --epochs 1 --out runs/tuned")
 def train(
-    spec: Optional[Path] = typer.Argument(None, help="The spec file (YAML); not needed with --resume.", show_default=False),
+    spec: Optional[Path] = typer.Argument(None, help=SPEC_HELP + " Not needed with --resume.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (overrides train.data)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training set (in total, with --resume)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=2, help="Samples per step."),
@@ -175,7 +210,7 @@ def train(
         else:
             if spec is None:
                 raise UserError("cnn train needs a spec file (or --resume RUN_DIR)",
-                                "e.g. cnn train architectures/fashion-tutorial.yaml")
+                                "e.g. cnn train fashion-tutorial")
             summary = trainer.start(spec, options, report)
     except UserError as exc:
         report.close()
@@ -249,11 +284,13 @@ def sweep(
 
 
 @app.command(name="eval", epilog="Example: cnn eval runs/fashion-tutorial-20261122-101500 --png confusion.png")
+@app.command(name="eval", epilog="Example: cnn eval runs/tutorial --png confusion.png")
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory (its best checkpoint) or a .npz checkpoint.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset name or path (default: what it was trained on)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="k for the top-k accuracy."),
-    png: Optional[Path] = typer.Option(None, "--png", help="Also write the confusion matrix as a PNG image."),
+    png: Optional[str] = typer.Option(None, "--png", help="Also write the confusion matrix as a PNG image (a file, "
+                                      "or confusion.png in a directory: an existing one, or DIR/ to create)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Loss, accuracy, top-k, per-class precision/recall/F1 and the confusion matrix on the test split."""
@@ -262,6 +299,8 @@ def evaluate(
     from .report import evaluate as report
 
     try:
+        if png is not None:
+            png = outputs.check_file(png, "--png", "confusion.png")
         trained = ev.load_trained(run)
         result = ev.evaluate(trained, data, top_k)
         if png is not None:
@@ -270,14 +309,11 @@ def evaluate(
             ev.confusion_png(result, trained.model.spec.name, png)
     except UserError as exc:
         _fail(exc)
-    if json_out:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        report.show_eval(result, console())
+    _emit(result, json_out, lambda: report.show_eval(result, console()))
 
 
-@app.command(epilog="Example: cnn predict runs/fashion-tutorial-20261122-101500 shoe.png\n\n"
-             "From a dataset: cnn predict RUN --data fashion-mnist-sample --index 0,1,2")
+@app.command(epilog="Example: cnn predict runs/tutorial shoe.png\n\n"
+             "From a dataset: cnn predict runs/tutorial --data fashion-mnist-sample --index 0,1,2")
 def predict(
     run: Path = typer.Argument(..., help="A run directory or a .npz checkpoint.", show_default=False),
     inputs: list[Path] = typer.Argument(None, help="Image files (PNG/JPEG).", show_default=False),
@@ -286,7 +322,7 @@ def predict(
     top: int = typer.Option(3, "--top", min=1, help="How many classes to show."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The most likely classes, with probabilities, for image files or dataset samples."""
+    """The most likely classes, with probabilities (or a regression model's values), for images or dataset samples."""
     from . import evaluate as ev
     from .report import console
     from .report import evaluate as report
@@ -295,16 +331,13 @@ def predict(
         results = ev.predict(ev.load_trained(run), inputs or [], data, index, top)
     except UserError as exc:
         _fail(exc)
-    if json_out:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
-    else:
-        report.show_predictions(results, console())
+    _emit(results, json_out, lambda: report.show_predictions(results, console()))
 
 
-@app.command(epilog="Example: cnn inspect runs/fashion-tutorial-20261122-101500 --layer relu2 --png pictures/\n\n"
-             "A bare spec: cnn inspect architectures/lenet-5.yaml --data fashion-mnist-sample")
+@app.command(epilog="Example: cnn inspect runs/tutorial --layer relu2 --png pictures/\n\n"
+             "A bare spec: cnn inspect lenet-5")
 def inspect(
-    target: Path = typer.Argument(..., help="A run directory, a .npz checkpoint, or a spec (.yaml).", show_default=False),
+    target: Path = typer.Argument(..., help="A run directory, a .npz checkpoint, a spec (.yaml) or a shipped network's name.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Data for activation statistics and feature maps."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Show this layer's feature maps (default: the first conv)."),
     sample: int = typer.Option(0, "--sample", min=0, help="Which test sample's feature maps to show."),
@@ -318,6 +351,8 @@ def inspect(
     from .report import inspect as report
 
     try:
+        if png is not None:
+            outputs.check_directory(png, "--png")
         result = inspector.inspect(target, data, layer, sample, image)
         written = report.write_pngs(result, png) if png is not None else {}
     except UserError as exc:
@@ -334,14 +369,14 @@ def inspect(
         console(stderr=True).print(printable(f"wrote {what}: {path}"), markup=False)
 
 
-@app.command(epilog="Example: cnn bench architectures/fashion-tutorial.yaml --batch 64")
+@app.command(epilog="Example: cnn bench fashion-tutorial --batch 64")
 def bench(
-    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     batch: int = typer.Option(64, "--batch", min=1, help="Samples per step."),
     steps: int = typer.Option(20, "--steps", min=1, help="Timed steps (after warm-up)."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed steps first."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads (default: CNNCLI_THREADS or all cores)."),
-    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the spec's input, e.g. 3x64x64."),
+    input_shape: Optional[str] = _input_option(),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Time inference and training steps on random data, per layer, and the first step's JIT cost."""
@@ -357,21 +392,18 @@ def bench(
         result = benchmark.run(net, batch, steps, warmup)
     except UserError as exc:
         _fail(exc)
-    if json_out:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        report.show(result, console())
+    _emit(result, json_out, lambda: report.show(result, console()))
 
 
-@app.command(epilog="Example: cnn gradcheck architectures/resnet-20-cifar.yaml --input 3x8x8")
+@app.command(epilog="Example: cnn gradcheck fashion-tutorial --input 1x8x8")
 def gradcheck(
-    spec: Path = typer.Argument(..., help="The spec file (YAML).", show_default=False),
+    spec: Path = typer.Argument(..., help=SPEC_HELP, show_default=False),
     batch: int = typer.Option(2, "--batch", min=2, help="Samples in the test batch."),
     entries: int = typer.Option(6, "--entries", min=1, help="Entries compared per tensor."),
     tolerance: float = typer.Option(1e-5, "--tolerance", help="Largest acceptable relative error."),
     eval_mode: bool = typer.Option(False, "--eval", help="Check evaluation mode (BN running statistics)."),
-    input_shape: Optional[str] = typer.Option(None, "--input", help="Replace the spec's input (smaller is faster)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for weights and data."),
+    input_shape: Optional[str] = _input_option(),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for weights and data (0 or more)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Compare every layer's analytic gradients with finite differences, in float64.
@@ -401,8 +433,8 @@ def gradcheck(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Example: cnn export architectures/lenet-5.yaml lenet-5.onnx\n\n"
-             "Weights alone: cnn export runs/fashion-tutorial-20261122-101500 weights.safetensors")
+@app.command(epilog="Example: cnn export lenet-5 lenet-5.onnx\n\n"
+             "Weights alone: cnn export runs/tutorial weights.safetensors")
 def export(
     source: Path = typer.Argument(..., help="A run directory (its best checkpoint), a .npz checkpoint, or a spec (.yaml).",
                                   show_default=False),
@@ -423,7 +455,7 @@ def export(
         done = exchange.export(source, out, seed, input_shape)
     except UserError as exc:
         _fail(exc)
-    console(stderr=True).print(done, markup=False)
+    console(stderr=True).print(printable(done), markup=False)
 
 
 @app.command(name="import", epilog="Example: cnn import lenet-5.onnx lenet-5.yaml")
@@ -440,7 +472,7 @@ def import_(
         done = import_onnx(model, out)
     except UserError as exc:
         _fail(exc)
-    console(stderr=True).print(done, markup=False)
+    console(stderr=True).print(printable(done), markup=False)
 
 
 def _threads(threads: int | None) -> None:

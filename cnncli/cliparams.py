@@ -3,9 +3,11 @@
 Recent typer releases turn every value that is not a flag into its type through a pydantic
 TypeAdapter, and importing pydantic alone took longer than all the rest of `cnn shapes`
 (benchmarks/startup.py measures it). cnncli's options are plain str, int, float, bool and Path values,
-some with a minimum or maximum: this module converts those itself, with typer's own error type
-and wording, and leaves anything else (lists, choices, files) to typer. Older typer releases,
-which convert through click and never import pydantic, are left alone.
+some with a minimum or maximum: this module converts those itself, raising typer's own error
+type (so a bad value still reads `Invalid value for '--batch': ...`), and leaves anything else
+(lists, choices, files) to typer. It hooks typer's private `_TyperParameter.get_runtime_param`:
+where that does not exist (older typer releases convert through click and never import pydantic,
+and a later one may rename it), typer is left alone and works as before, only slower to start.
 """
 
 from __future__ import annotations
@@ -27,17 +29,18 @@ def install() -> None:
         return
     param_cls = getattr(core, "_TyperParameter", None)
     base = getattr(_coercion, "RuntimeParam", None)
-    if param_cls is None or base is None or getattr(param_cls, "_cnncli_light", False):
+    original = getattr(param_cls, "get_runtime_param", None)
+    if original is None or base is None or getattr(param_cls, "_cnncli_light", False):
         return
-    original = param_cls.get_runtime_param
 
     class Light(base):
         def _coerce_value(self, value: Any, param, ctx) -> Any:
             return convert(self.annotation, self.parameter_info, value, param, ctx)
 
     def get_runtime_param(self):
-        if self._runtime_param is None and light(self.type_descriptor.annotation, self.type_descriptor.parameter_info):
-            self._runtime_param = Light(self.type_descriptor.parameter_info, self.type_descriptor.annotation)
+        descriptor = getattr(self, "type_descriptor", None)
+        if getattr(self, "_runtime_param", True) is None and light(descriptor.annotation, descriptor.parameter_info):
+            self._runtime_param = Light(descriptor.parameter_info, descriptor.annotation)
         return original(self)
 
     param_cls.get_runtime_param = get_runtime_param

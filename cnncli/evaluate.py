@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, memory
 from .errors import UserError
+from .files import check_regular, image_error
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Trained:
     def batches(self, images: np.ndarray, batch: int = 256):
         from .data.augment import Batcher
 
+        memory.require_for(self.model.spec, min(batch, len(images)), f"running {self.path}", training=False)
         norm = self.meta["normalisation"]
         batcher = Batcher(images, norm["mean"], norm["std"], [], 0)
         for start in range(0, len(images), batch):
@@ -57,11 +59,8 @@ class Trained:
 def load_trained(path: str | Path) -> Trained:
     from .model import Model
 
-    ck = checkpoint.load(path)
-    spec = ck.spec()
-    model = Model(spec, np.float32)
-    ck.restore(model)
-    return Trained(model, ck.meta, ck.path)
+    model = Model.from_checkpoint(path)
+    return Trained(model, model.checkpoint.meta, model.checkpoint.path)
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: int, top_k: int = 5) -> dict[str, Any]:
@@ -103,14 +102,14 @@ def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, Any]:
 
 def evaluate(trained: Trained, data: str | None, top_k: int = 5) -> dict[str, Any]:
     from . import data as datasets
-    from .train import check_fits
+    from .train import stored_data
 
-    name = data or trained.meta.get("data", {}).get("argument") or trained.meta["train"].get("data")
+    name = data or stored_data(trained.meta)
     if not name:
         raise UserError("no data to evaluate on", "give --data NAME_OR_PATH")
     dataset = datasets.resolve(name)
     spec = trained.model.spec
-    check_fits(spec, dataset)
+    dataset.check_fits(spec)
     if dataset.x_test is not None:
         images, targets, split = dataset.x_test, dataset.y_test, "test"
     else:
@@ -142,6 +141,7 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, lis
         raise UserError("reading image files needs Pillow", "pip install 'cnncli[images]'") from None
     c, h, w = shape
     notes = []
+    check_regular(path, "image file")
     try:
         with Image.open(path) as img:
             mode = "L" if c == 1 else "RGB"
@@ -154,23 +154,23 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, lis
             arr = np.asarray(img)
     except FileNotFoundError:
         raise UserError(f"no such file: {path}", None) from None
-    except OSError as exc:
-        raise UserError(f"{path}: not a readable image ({exc})", "give PNG or JPEG files") from None
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise image_error(path, exc) from None
     if c not in (1, 3):
         raise UserError(f"the model takes {c} channels; image files have 1 (grey) or 3 (RGB)", "use --data")
     return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), notes
 
 
 def predict(trained: Trained, files: list[Path], data: str | None, index: str | None, top: int) -> list[dict]:
-    """The `top` most likely classes for image files, or for samples `index` ("0,5,9") of a dataset."""
-    if not trained.meta.get("classes"):
-        raise UserError("cnn predict shows classes; this model does regression", "use cnn eval")
+    """For image files, or samples `index` ("0,5,9") of a dataset: the `top` most likely classes, or
+    a regression model's predicted values."""
     shape = tuple(trained.meta["input"])
     items = []  # (what, image CHW, notes, true label)
     if data is not None:
         from . import data as datasets
 
         ds = datasets.resolve(data)
+        ds.check_fits(trained.model.spec)
         images, labels = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x_train, ds.y_train)
         try:
             picks = [int(i) for i in (index or "0").split(",")]
@@ -179,7 +179,7 @@ def predict(trained: Trained, files: list[Path], data: str | None, index: str | 
         for i in picks:
             if not 0 <= i < len(images):
                 raise UserError(f"--index {i} is outside the {len(images):,} samples", None)
-            items.append((f"{data}[{i}]", images[i], [], int(labels[i])))
+            items.append((f"{data}[{i}]", images[i], [], labels[i]))
     elif files:
         for path in files:
             image, notes = read_image(path, shape)
@@ -190,10 +190,15 @@ def predict(trained: Trained, files: list[Path], data: str | None, index: str | 
     if tuple(batch.shape[1:]) != shape:
         raise UserError(f"the inputs are {'x'.join(map(str, batch.shape[1:]))}, the model takes "
                         f"{'x'.join(map(str, shape))}", None)
+    outputs = trained.outputs(batch)
+    if not trained.meta.get("classes"):
+        return [{"input": what, "notes": notes, "values": y.tolist(),
+                 "target": None if truth is None else np.atleast_1d(truth).astype(float).tolist()}
+                for (what, _, notes, truth), y in zip(items, outputs)]
     names = trained.class_names
     results = []
-    for (what, _, notes, truth), p in zip(items, trained.outputs(batch)):
+    for (what, _, notes, truth), p in zip(items, outputs):
         order = np.argsort(-p)[:top]
-        results.append({"input": what, "notes": notes, "label": names[truth] if truth is not None else None,
+        results.append({"input": what, "notes": notes, "label": names[int(truth)] if truth is not None else None,
                         "top": [{"class": names[k], "index": int(k), "probability": float(p[k])} for k in order]})
     return results

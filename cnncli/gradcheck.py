@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import memory
 from .model import Model
 from .spec import Spec
 from .spec.graph import INPUT
@@ -66,6 +67,7 @@ def check(spec: Spec, batch: int = 2, entries: int = 8, seed: int = 0, h: float 
           train: bool = True, fuse: bool = False) -> list[LayerCheck]:
     """Per-layer checks need every layer on its own (fuse=False); fuse=True checks the fused
     kernels the trainer runs (a fused layer's error then shows at the op that absorbed it)."""
+    memory.require_for(spec, batch, f"checking gradients of {spec.file}", value_bytes=8)
     model = Model(spec, np.float64, seed, fuse=fuse)
     rng = np.random.default_rng(seed + 1)
     c, hh, ww = spec.input

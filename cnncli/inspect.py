@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import memory
 from .errors import UserError
 
 
@@ -36,20 +37,18 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 def inspect(target: Path, data: str | None = None, layer: str | None = None, sample: int = 0,
             image: Path | None = None, batch: int = 256) -> Inspection:
-    from . import checkpoint
     from . import data as datasets
     from . import spec as specs
     from .model import Model
+    from .spec import shipped
+    from .train import stored_data
 
-    if target.suffix.lower() in (".yaml", ".yml"):
+    if target.suffix.lower() in (".yaml", ".yml") or (not target.exists() and shipped.find(target)):
         spec, meta = specs.load(target), None
         model = Model(spec, np.float32, seed=0, fuse=False)
     else:
-        ck = checkpoint.load(target)
-        meta = ck.meta
-        spec = ck.spec()
-        model = Model(spec, np.float32, fuse=False)  # every layer's own output, for statistics
-        ck.restore(model)
+        model = Model.from_checkpoint(target, fuse=False)  # every layer's own output, for statistics
+        spec, meta = model.spec, model.checkpoint.meta
     result = Inspection(spec, meta)
     for name, value in model.params().items():
         result.params.append({"name": name, "shape": list(value.shape), **_stats(value)})
@@ -60,13 +59,11 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
         result.filters = w if w.shape[1] == 3 else w[:, 0]
         result.filters_layer = first_conv.name
 
-    source = data or (meta or {}).get("data", {}).get("argument")
+    source = data or (stored_data(meta) if meta else None)
     images = None
     if source:
         ds = datasets.resolve(source)
-        from .train import check_fits
-
-        check_fits(spec, ds)
+        ds.check_fits(spec)
         images = ds.x_test if ds.x_test is not None else ds.x_train
         result.data_source = ds.source
     norm = (meta or {}).get("normalisation")
@@ -78,6 +75,7 @@ def inspect(target: Path, data: str | None = None, layer: str | None = None, sam
     if images is not None:
         from .data.augment import Batcher
 
+        memory.require_for(spec, min(batch, len(images)), f"inspecting {target}", training=False)
         batcher = Batcher(images, norm["mean"], norm["std"], [], 0)
         model.forward_internal(batcher(np.arange(min(batch, len(images)))), train=False)
         for node in spec.nodes:

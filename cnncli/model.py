@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint, memory
 from .errors import UserError
 from .layers.activation import ReLU, ReLU6, Softmax
 from .ops.base import Fused, Op
@@ -37,6 +38,10 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise UserError(f"dtype {self.dtype} is not supported", "use float32 (default) or float64")
+        memory.require(memory.model_bytes(spec, self.dtype.itemsize),
+                       f"the network {spec.file} ({spec.total_params:,} parameters)",
+                       f"cnn shapes {spec.file} shows its size; use a smaller network")
+        self.checkpoint = None  # set by from_checkpoint
         self.ops: list[Op] = [op_for(node.kind)(node, self.dtype) for node in spec.nodes]
         if fuse:
             self._fuse()
@@ -118,6 +123,21 @@ class Model:
         else:
             spec = load(source)
         return cls(spec, dtype, seed)
+
+    @classmethod
+    def from_checkpoint(cls, source, fuse: bool = True, frozen=()) -> "Model":
+        """A trained model from a checkpoint (.npz), a run directory (its best checkpoint) or a
+        Checkpoint already loaded. The file is checked before anything large is read (see
+        cnncli.checkpoint.load); its metadata and optimizer state stay on `model.checkpoint`.
+
+            model = Model.from_checkpoint("runs/fashion-tutorial-20261122-101500")
+            model.checkpoint.meta["history"]
+        """
+        ck = source if isinstance(source, checkpoint.Checkpoint) else checkpoint.load(source)
+        model = cls(ck.spec, np.float32, fuse=fuse, frozen=frozen)
+        ck.restore(model)
+        model.checkpoint = ck
+        return model
 
     # -- parameters and buffers by the stable names of `cnn shapes`
 

@@ -88,9 +88,6 @@ def _rmsprop(lo, hi, p, g, sq, buf, lr, alpha, eps, momentum, wd):
 class Optimizer:
     """One of sgd, adam, adamw, rmsprop, configured like the spec's `optimizer:` setting."""
 
-    SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
-             "rmsprop": ("square_avg", "momentum_buffer")}
-
     def __init__(self, params: np.ndarray, grads: np.ndarray, name: str = "adam", l1: float = 0.0,
                  clip: float = 0.0, **settings):
         from .errors import UserError
@@ -108,7 +105,9 @@ class Optimizer:
         self.lr = self.settings["lr"]
         self.l1, self.clip = l1, clip
         self.steps = 0
-        self.state = {slot: np.zeros_like(params) for slot in self.SLOTS[name]}
+        # the state arrays its declaration names (none for plain SGD); an absent one is passed as empty
+        self.state = {slot: np.zeros_like(params) for slot in OPTIMIZERS[name].state(self.settings)}
+        self._none = np.zeros(0, params.dtype)
         self.last_grad_norm = 0.0
 
     def _t(self, value: float):
@@ -127,14 +126,14 @@ class Optimizer:
         wd = t(s.get("weight_decay", 0.0))
         lr = t(self.lr)
         if self.name == "sgd":
-            parallel_values(_sgd, p.size, p, g, self.state["momentum_buffer"], lr, t(s["momentum"]), t(s["dampening"]), s["nesterov"], wd,
+            parallel_values(_sgd, p.size, p, g, self.state.get("momentum_buffer", self._none), lr, t(s["momentum"]), t(s["dampening"]), s["nesterov"], wd,
                  self.steps == 1)
         elif self.name in ("adam", "adamw"):
             b1, b2 = s["beta1"], s["beta2"]
             parallel_values(_adam, p.size, p, g, self.state["exp_avg"], self.state["exp_avg_sq"], lr, t(b1), t(b2), t(s["eps"]), wd,
                   self.name == "adamw", t(1 - b1 ** self.steps), t(math.sqrt(1 - b2 ** self.steps)))
         else:
-            parallel_values(_rmsprop, p.size, p, g, self.state["square_avg"], self.state["momentum_buffer"], lr, t(s["alpha"]), t(s["eps"]),
+            parallel_values(_rmsprop, p.size, p, g, self.state["square_avg"], self.state.get("momentum_buffer", self._none), lr, t(s["alpha"]), t(s["eps"]),
                      t(s["momentum"]), wd)
 
 

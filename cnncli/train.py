@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, memory
 from . import data as datasets
+from .archive import damaged
 from .errors import UserError, Where
+from .files import check_regular
+from .outputs import check_directory
 from .report import tensorboard_log
 from .schedules import Schedule
 from .spec import Spec
@@ -72,7 +75,8 @@ class Prepared:
     """Everything a run needs besides the model: data split, normalisation, settings."""
 
     settings: TrainSettings
-    data_argument: str  # the name or path the data came from, for `cnn eval` and resume
+    data_argument: str  # the name or path the data came from, as the user wrote it
+    data_path: str  # the same, a path made absolute: what `cnn eval` and resume use, from any directory
     dataset: Any
     train_index: np.ndarray
     val_index: np.ndarray
@@ -89,7 +93,7 @@ def prepare(spec: Spec, settings: TrainSettings, data_override: str | None) -> P
     if data_override and spec_named and data_override.lower() not in datasets.NAMES and Path(data_override).is_dir():
         name, data_dir = settings.data, data_override  # --data DIR for the spec's named dataset
     dataset = datasets.resolve(name, data_dir)
-    check_fits(spec, dataset)
+    dataset.check_fits(spec)
     rng = np.random.default_rng([settings.seed, 999])
     order = rng.permutation(len(dataset.x_train))
     val = settings.val
@@ -100,19 +104,8 @@ def prepare(spec: Spec, settings: TrainSettings, data_override: str | None) -> P
 
     train_index, val_index = np.sort(order[count:]), np.sort(order[:count])
     mean, std = channel_stats(dataset.x_train[train_index])
-    return Prepared(settings, data_override or name, dataset, train_index, val_index, mean, std)
-
-
-def check_fits(spec: Spec, dataset) -> None:
-    if tuple(dataset.shape) != tuple(spec.input):
-        shape = "x".join(map(str, dataset.shape))
-        raise UserError(f"the data ({dataset.source}) has images of {shape}, the spec's input is "
-                        f"{'x'.join(map(str, spec.input))}",
-                        f"set `input: {shape}` in the spec, or use data of the spec's shape")
-    if spec.classes is not None and dataset.y_train.ndim == 1 and dataset.classes > spec.classes:
-        raise UserError(f"the data has {dataset.classes} classes (labels 0-{dataset.classes - 1}), the spec "
-                        f"says classes: {spec.classes}", f"set `classes: {dataset.classes}` and end the net with "
-                        f"fc {dataset.classes}")
+    given = data_override or name
+    return Prepared(settings, given, datasets.location(given), dataset, train_index, val_index, mean, std)
 
 
 class Run:
@@ -128,7 +121,9 @@ class Run:
         s = self.settings = prepared.settings
         self.spec, self.prepared, self.out, self.report = spec, prepared, out, report
         self.log = log  # a TensorBoardLog, or None
-        self.model = Model(spec, np.float32, seed=s.seed, frozen=spec.frozen_layers(s))
+        frozen = spec.frozen_layers(s)
+        self.model = (Model.from_checkpoint(resume, frozen=frozen) if resume is not None
+                      else Model(spec, np.float32, seed=s.seed, frozen=frozen))
         self.weights = load_weights(self.model, weights) if weights is not None else None
         self.loss = losses.from_spec(s, spec.classes)
         self.optimizer = optim.from_spec(s, self.model.flat_trainable, self.model.flat_trainable_grads)
@@ -279,7 +274,8 @@ class Run:
             "input": list(self.spec.input), "classes": self.spec.classes, "class_names": ds.class_names,
             "normalisation": {"mean": self.prepared.mean.tolist(), "std": self.prepared.std.tolist()},
             "train": self.settings.to_json(), "weights": self.weights,
-            "data": {"name": ds.name, "argument": self.prepared.data_argument, "source": ds.source,
+            "data": {"name": ds.name, "argument": self.prepared.data_argument, "path": self.prepared.data_path,
+                     "source": ds.source,
                      "train_samples": int(len(self.prepared.train_index)),
                      "val_samples": int(len(self.prepared.val_index))},
             "epoch": self.epoch, "step": self.start_step, "global_step": self.global_step,
@@ -309,7 +305,7 @@ class Run:
 
     def _restore(self, ck: checkpoint.Checkpoint) -> None:
         m = ck.meta
-        ck.restore(self.model, self.optimizer)
+        ck.restore_optimizer(self.optimizer)
         self.optimizer.steps = m["optimizer"]["steps"]
         self.schedule.state = m["schedule"]
         self.epoch, self.start_step, self.global_step = m["epoch"], m["step"], m["global_step"]
@@ -332,6 +328,12 @@ class Run:
                 "final": last, "best": self.best, **({"weights": self.weights} if self.weights else {}),
                 "checkpoints": {"last": str(self.out / "checkpoints" / "last.npz"),
                                 "best": str(self.out / "checkpoints" / "best.npz")}}
+
+
+def stored_data(meta: dict[str, Any]) -> str | None:
+    """The data a checkpoint was trained on, usable from any directory (older runs: as given)."""
+    data = meta.get("data") or {}
+    return data.get("path") or data.get("argument") or meta.get("train", {}).get("data")
 
 
 def _threads() -> int:
@@ -367,19 +369,21 @@ def start(spec_path: Path, options: Options, report) -> dict[str, Any]:
     spec = specs.load(spec_path)
     settings = options.settings(spec.train)
     frozen = spec.frozen_layers(settings)  # a pattern from --set that matches nothing: refuse now
+    memory.require_for(spec, settings.batch, f"training {spec.file}")
     if options.tensorboard_every:
         tensorboard_log.require()
     _set_threads(options.threads or settings.threads)
-    prepared = prepare(spec, settings, options.data)
-    out = run_dir(spec, options.out)
+    out = check_directory(run_dir(spec, options.out), "--out")  # before any work: never train and fail to save
     if (out / "checkpoints" / "last.npz").exists():
         raise UserError(f"{out} already holds a run", f"resume it with cnn train --resume {out}, or choose another --out")
+    prepared = prepare(spec, settings, options.data)
     run = Run(spec, prepared, out, report, weights=options.weights)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.write_text_atomic(out / "spec.yaml", spec.source)
     checkpoint.write_text_atomic(out / "run.json", json.dumps({
-        "spec_file": str(spec_path), "data": options.data, "settings": settings.to_json(),
-        "weights": run.weights, "threads": _threads(), "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
+        "spec_file": str(spec_path), "data": options.data, "data_path": prepared.data_path,
+        "settings": settings.to_json(), "weights": run.weights, "threads": _threads(),
+        "tensorboard_every": options.tensorboard_every}, indent=2) + "\n")
     report.message(f"data: {prepared.dataset.source}")
     report.message(f"run directory: {out}")
     if run.weights:
@@ -406,22 +410,53 @@ def resume(run: Path, report, options: Options | None = None, spec_path: Path | 
         if given is not None:
             raise UserError(f"{option} cannot be used with --resume: the run continues in {out} from its own weights",
                             f"to start a new run from these weights: cnn train SPEC --weights {out}")
-    spec = ck.spec()
+    spec = ck.spec
+    _check_training_state(ck)
     stored = TrainSettings.from_json(ck.meta["train"])
     base = stored
     if spec_path is not None:
         base = _spec_changes(spec_path, spec, stored, out)
     settings = options.settings(base)
     _check_resumable(stored, settings, ck.meta, out)
+    memory.require_for(spec, settings.batch, f"training {spec.file}")
     _set_threads(options.threads or (settings.threads if settings.threads != stored.threads else None) or ck.meta.get("threads"))
-    run_info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
-    prepared = prepare(spec, settings, options.data or run_info.get("data"))
+    run_info = _run_info(out / "run.json")
+    prepared = prepare(spec, settings, options.data or stored_data(ck.meta))
     if options.data:
         _check_same_data(prepared, ck, options.data, out)
     report.message(f"resuming {out} at epoch {ck.meta['epoch'] + 1}, step {ck.meta['step'] + 1}"
                    + (f", to {settings.epochs} epochs" if settings.epochs != stored.epochs else ""))
     log = _tensorboard(out, spec, run_info.get("tensorboard_every"))  # a logged run goes on logging
     return Run(spec, prepared, out, report, resume=ck, log=log).fit()
+
+
+RESUME_STATE = {"epoch": int, "step": int, "global_step": int, "bad_epochs": int, "optimizer": dict, "schedule": dict,
+                "partial_epoch": dict, "history": list, "data": dict}
+
+
+def _check_training_state(ck: checkpoint.Checkpoint) -> None:
+    """What resuming reads from the metadata must be there, with the right types."""
+    for key, kind in RESUME_STATE.items():
+        value = ck.meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise damaged(ck.path, "cnncli checkpoint", f"its training state is incomplete ('{key}' is "
+                          f"{'missing' if key not in ck.meta else type(value).__name__}); it cannot be resumed")
+
+
+def _run_info(path: Path) -> dict[str, Any]:
+    """The run directory's run.json (what `cnn train` was given), {} when there is none."""
+    if not path.exists():
+        return {}
+    try:
+        check_regular(path, "run.json file")
+        with open(path, "rb") as f:
+            info = json.loads(f.read(1 << 20).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc})",
+                        "repair it, or delete it and give the data again with --data") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is damaged: it holds no JSON object", "repair it, or delete it")
+    return info
 
 
 def _spec_changes(spec_path: Path, spec: Spec, stored: TrainSettings, out: Path) -> TrainSettings:
@@ -441,7 +476,8 @@ def _spec_changes(spec_path: Path, spec: Spec, stored: TrainSettings, out: Path)
 
 
 def _check_resumable(stored: TrainSettings, settings: TrainSettings, meta: dict[str, Any], out: Path) -> None:
-    changed = [k for k, s in SETTINGS.items() if getattr(stored, k) != getattr(settings, k)]
+    before, after = stored.to_json(), settings.to_json()  # as JSON: a spec's (3, 6) equals a stored [3, 6]
+    changed = [k for k in SETTINGS if before[k] != after[k]]
     refused = [k for k in changed if not SETTINGS[k].resumable]
     old_stop, new_stop = stored.early_stop or {}, settings.early_stop or {}
     if "early_stop" in changed and old_stop.get("metric") != new_stop.get("metric"):

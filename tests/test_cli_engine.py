@@ -48,3 +48,8 @@ def test_gradcheck_input_override_and_errors():
     assert "70 of 70 layers within 1e-05" in r.stdout
     r = cnn("gradcheck", str(ARCHITECTURES / "resnet-20-cifar.yaml"), "--input", "3x4")
     assert r.returncode == 2 and "input must be C x H x W" in r.stderr
+
+
+def test_gradcheck_refuses_a_negative_seed_without_a_traceback():
+    r = cnn("gradcheck", str(ARCHITECTURES / "fashion-tutorial.yaml"), "--input", "1x8x8", "--seed", "-5")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--seed" in r.stderr and r.stdout == ""

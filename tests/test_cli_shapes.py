@@ -15,9 +15,11 @@ from .helpers import ARCHITECTURES, ROOT
 TUTORIAL = str(ARCHITECTURES / "fashion-tutorial.yaml")
 
 
-def cnn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=120)
+def cnn(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
+    """Run this checkout's `cnn` (from any working directory)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": path, **(env or {})}, timeout=120)
 
 
 def test_shapes_table_on_stdout():
@@ -88,15 +90,15 @@ def test_shapes_and_help_do_not_import_numba():
     code = ("import sys; from cnncli.cli import app; sys.argv = ['cnn'] + sys.argv[1:]\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
             "assert 'numba' not in sys.modules, 'numba was imported'\nprint('clean')")
-    for args in (["shapes", str(ARCHITECTURES / "resnet-50.yaml")], ["--help"], ["shapes", "--help"], ["layers"],
-                 ["train", "--help"], ["inspect", "--help"], ["export", "--help"], ["import", "--help"],
-                 ["sweep", "--help"]):
+    for args in (["shapes", str(ARCHITECTURES / "resnet-50.yaml")], ["shapes", "resnet-50"], ["--help"],
+                 ["shapes", "--help"], ["layers"], ["zoo"], ["zoo", "--json"], ["train", "--help"], ["inspect", "--help"],
+                 ["export", "--help"], ["import", "--help"], ["sweep", "--help"]):
         r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert r.stdout.rstrip().endswith("clean"), (args, r.stderr)
 
 
-@pytest.mark.parametrize("command", ["shapes", "layers", "train", "eval", "predict", "inspect", "bench", "gradcheck",
-                                     "export", "import", "sweep"])
+@pytest.mark.parametrize("command", ["shapes", "zoo", "layers", "train", "eval", "predict", "inspect", "bench",
+                                     "gradcheck", "export", "import", "sweep"])
 def test_help_has_an_example(command):
     r = cnn(command, "--help")
     assert r.returncode == 0 and "Example: cnn " + command in r.stdout
@@ -122,6 +124,19 @@ def test_no_color_and_version():
     r = cnn("shapes", TUTORIAL, env={"NO_COLOR": "1", "TERM": "xterm"})
     assert "\x1b[" not in r.stdout
     assert cnn("--version").stdout.startswith("cnncli ")
+
+
+def test_shapes_input_override_matches_the_spec_written_for_that_input(tmp_path):
+    small = cnn("shapes", str(ARCHITECTURES / "resnet-50.yaml"), "--input", "3x64x64", "--json")
+    assert small.returncode == 0, small.stderr
+    text = (ARCHITECTURES / "resnet-50.yaml").read_text().replace("input: 3x224x224", "input: 3x64x64")
+    (tmp_path / "r64.yaml").write_text(text)
+    written = json.loads(cnn("shapes", str(tmp_path / "r64.yaml"), "--json").stdout)
+    data = json.loads(small.stdout)
+    assert data["input"] == [3, 64, 64] and data["layers"][-1]["output"] == [1000]
+    assert data["total_macs"] == written["total_macs"] < 4_089_184_256 and data["total_params"] == 25_557_032
+    r = cnn("shapes", TUTORIAL, "--input", "1x28")
+    assert r.returncode == 2 and r.stderr.startswith("error: --input: input must be C x H x W")
 
 
 def test_option_values_are_checked_without_pydantic():

@@ -77,7 +77,7 @@ def test_idx_errors(tmp_path):
         read_idx(bad)
     short = tmp_path / "short"
     short.write_bytes(x[:-3])
-    with pytest.raises(UserError, match="truncated: the header promises 3x2x2 values"):
+    with pytest.raises(UserError, match="truncated: its header claims 3x2x2 values"):
         read_idx(short)
     broken = tmp_path / "broken.gz"
     broken.write_bytes(gzip.compress(x)[:-8])
@@ -110,7 +110,7 @@ def test_npz_and_csv(tmp_path):
     with pytest.raises(UserError, match="needs arrays 'x' and 'y', found images"):
         resolve(str(tmp_path / "bad.npz"))
     (tmp_path / "obj.npz").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match="not a readable .npz"):
+    with pytest.raises(UserError, match="is not an .npz data file: an .npz is a zip archive"):
         resolve(str(tmp_path / "obj.npz"))
     rows = ["label," + ",".join(f"pixel{i}" for i in range(4))] + ["3,0,10,20,255", "1,5,5,5,5"]
     (tmp_path / "fashion-mnist_train.csv").write_text("\n".join(rows) + "\n")
@@ -118,7 +118,7 @@ def test_npz_and_csv(tmp_path):
     d = resolve(str(tmp_path / "fashion-mnist_train.csv"))
     assert d.x_train.shape == (2, 1, 2, 2) and d.y_train.tolist() == [3, 1] and d.y_test.tolist() == [2]
     (tmp_path / "ragged.csv").write_text("1,2,3,4,5\n1,2,3\n")
-    with pytest.raises(UserError, match="row 2 has 3 values, the first has 5"):
+    with pytest.raises(UserError, match="ragged.csv:2: 3 values, the first row has 5"):
         resolve(str(tmp_path / "ragged.csv"))
 
 

@@ -93,7 +93,7 @@ def test_checkpoint_errors(run, tmp_path):
     good = run / "checkpoints" / "last.npz"
     cut = tmp_path / "cut.npz"
     cut.write_bytes(good.read_bytes()[:5000])
-    with pytest.raises(UserError, match="not a readable checkpoint"):
+    with pytest.raises(UserError, match="cut.npz: damaged cnncli checkpoint: its zip directory is missing or damaged"):
         checkpoint.load(cut)
     ck = checkpoint.load(good)
     from cnncli.model import Model
@@ -107,7 +107,7 @@ def test_checkpoint_errors(run, tmp_path):
     with pytest.raises(UserError, match="format version 99; this cnncli reads up to 1"):
         checkpoint.load(newer)
     r = cnn("eval", str(cut))
-    assert r.returncode == 2 and "not a readable checkpoint" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "damaged cnncli checkpoint" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_eval_refuses_data_that_does_not_fit(run, tmp_path):
@@ -115,3 +115,28 @@ def test_eval_refuses_data_that_does_not_fit(run, tmp_path):
     np.savez(tmp_path / "rgb.npz", x=x, y=np.arange(4))
     r = cnn("eval", str(run), "--data", str(tmp_path / "rgb.npz"))
     assert r.returncode == 2 and "images of 3x32x32, the spec's input is 1x28x28" in r.stderr
+
+
+def test_predict_shows_a_regression_models_values(tmp_path):
+    rng = np.random.default_rng(1)
+    x = (rng.random((120, 1, 8, 8)) * 255).astype(np.uint8)
+    y = np.stack([x.mean(axis=(1, 2, 3)) / 255, x[:, 0, 0, 0] / 255], axis=1).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x[:100], y=y[:100], x_test=x[100:], y_test=y[100:])
+    (tmp_path / "reg.yaml").write_text("input: 1x8x8\noutput: 2\nnet: conv k=2 f=3 p=1 -> relu -> fc 2\n"
+                                       "train:\n  epochs: 1\n  batch: 20\n  val: 20\n  loss: mse\n")
+    trainer.start(tmp_path / "reg.yaml", trainer.Options(str(tmp_path / "reg.npz"), tmp_path / "run", {}),
+                  TrainReport(quiet=True))
+    r = cnn("predict", str(tmp_path / "run"), "--data", str(tmp_path / "reg.npz"), "--index", "3,0", "--json")
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout)
+    expected = ev.load_trained(tmp_path / "run").outputs(x[[103, 100]])
+    assert [p["input"] for p in results] == [f"{tmp_path / 'reg.npz'}[3]", f"{tmp_path / 'reg.npz'}[0]"]
+    for p, want, target in zip(results, expected, y[[103, 100]]):
+        np.testing.assert_allclose(p["values"], want, rtol=1e-6)
+        np.testing.assert_allclose(p["target"], target, rtol=1e-6)
+        assert "top" not in p
+    r = cnn("predict", str(tmp_path / "run"), "--data", str(tmp_path / "reg.npz"), "--index", "3")
+    assert r.returncode == 0, r.stderr
+    head, values = r.stdout.splitlines()[:2]
+    assert head == f"{tmp_path / 'reg.npz'}[3]  target: " + "  ".join(f"{v:.6g}" for v in y[103].astype(float))
+    assert values == "  predicted: " + "  ".join(f"{v:.6g}" for v in expected[0])

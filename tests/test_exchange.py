@@ -143,6 +143,16 @@ def test_even_lrn_window_is_written_out(tmp_path):
     assert relative(got, logits(model, x)) < TOLERANCE
 
 
+def test_a_layer_without_an_onnx_form_is_refused_by_name(monkeypatch):
+    from cnncli.exchange.onnx_export import GraphBuilder
+
+    monkeypatch.delattr(GraphBuilder, "layer_gelu")  # as a kind added later without its ONNX form would be
+    spec = specs.loads("input: 1x4x4\nnet:\n  - conv k=2 f=3 -> gelu -> gap\n", "g.yaml")
+    with pytest.raises(UserError) as info:
+        build(Source(Model(spec, np.float32), None, None, "test"))
+    assert str(info.value).startswith("g.yaml:3:21: layer 'gelu' (gelu1): gelu has no ONNX form in this cnncli")
+
+
 def test_regression_model_gives_output(tmp_path):
     spec = specs.loads("input: 1x6x6\noutput: 2\nnet: conv k=3 f=3 -> relu -> fc 2\n", "reg.yaml")
     model = Model(spec, np.float32, seed=1)
@@ -210,6 +220,7 @@ def test_shipped_architecture_exports_runs_and_imports_back(name, tmp_path):
 # ----------------------------------------------------------------------------- a trained run, through the CLI
 
 from .test_evaluate import run  # noqa: E402,F401  (the module's briefly trained run, a fixture)
+from .test_runs import sample_npz  # noqa: E402
 
 
 def test_trained_run_probabilities_equal_cnn_predict(run, tmp_path):
@@ -240,11 +251,17 @@ def test_trained_run_probabilities_equal_cnn_predict(run, tmp_path):
     b = json.loads(cnn("eval", str(tmp_path / "tiny.npz"), "--data", "fashion-mnist-sample", "--json").stdout)
     assert a["accuracy"] == b["accuracy"] and abs(a["loss"] - b["loss"]) < 1e-5
     assert cnn("shapes", str(tmp_path / "tiny.yaml")).returncode == 0
+    # ... and fine-tuned from its imported weights
+    r = cnn("train", str(tmp_path / "tiny.yaml"), "--weights", str(tmp_path / "tiny.npz"), "--data",
+            sample_npz(tmp_path / "few.npz", count=600), "--epochs", "1", "--set", "val=200", "--out",
+            str(tmp_path / "tuned"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["weights"]["new"] == [] and "loaded conv1, bn1, fc1" in r.stderr
 
 
 def test_safetensors_holds_every_weight_in_pytorch_layout(run, tmp_path):
     out = tmp_path / "w.safetensors"
-    assert cnn("export", str(run), str(out)).returncode == 0
+    assert cnn("export", str(run / "checkpoints" / "best.npz"), str(out)).returncode == 0  # a checkpoint file
     tensors = safetensors_numpy.load_file(str(out))
     trained = load_trained(run)
     want = {**trained.model.params(), **trained.model.buffers()}

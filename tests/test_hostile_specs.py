@@ -71,6 +71,7 @@ CASES = {
     "unary_minus_5000": (H + "blocks: {'b(k)': 'fc ${" + "-" * 5000 + "k}'}\nnet: b(10)\n", "nested more than 50 deep", 2, 22),
     "nested_block_calls": (H + "blocks:\n" + "".join(f"  b{i}: (b{i + 1})\n" for i in range(30)) + "  b30: fc 10\nnet: b0\n",
                            "parentheses, merges and block calls are nested more than 50 deep", 27, 9),
+    "unclosed_expressions": (H + "blocks:\n  b: relu" + " ${" * 20_000 + "\nnet: b\n", "'${' has no closing '}'", 3, 11),
     "flow_lists_5000": (H + "net: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 20 levels deep", 2, 26),
     "block_lists_5000": (H + "net:\n  " + "- " * 5000 + "relu\n", "nested more than 20 levels deep", 3, 41),
 }

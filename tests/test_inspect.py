@@ -103,3 +103,55 @@ def test_report_renders(run):
     report.show(inspect(run), console)
     text = console.export_text()
     assert "parameters" in text and "conv1.weight" in text and "loss" in text
+
+
+def _in_a_terminal(args: list[str], env: dict) -> str:
+    """Run this checkout's cnn with its stdout on a pseudo-terminal, as a user at a terminal sees it."""
+    import os
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+    leader, follower = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "cnncli", *args], stdout=follower, stderr=subprocess.PIPE,
+                            cwd=ROOT, env={**os.environ, "COLUMNS": "120", "TERM": "xterm-256color", **env})
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(leader)
+    return out.decode("utf-8", "replace")
+
+
+def _filters(text: str) -> str:
+    start = text.index("filters of conv1")
+    return text[start : start + 400]
+
+
+def test_no_color_draws_the_character_ramp_in_a_terminal():
+    coloured = _filters(_in_a_terminal(["inspect", str(ARCHITECTURES / "lenet-5.yaml")], {}))
+    assert "▀" in coloured and "\x1b[38;" in coloured  # coloured half blocks
+    plain = _filters(_in_a_terminal(["inspect", str(ARCHITECTURES / "lenet-5.yaml")], {"NO_COLOR": "1"}))
+    assert "▀" not in plain and "▄" not in plain and "\x1b[38;" not in plain
+    picture = plain.split("\n", 1)[1].splitlines()[:3]
+    assert all(line.strip() and set(line.strip()) <= set(pictures.RAMP) for line in picture), picture
+
+
+def test_report_uses_the_ramp_whenever_colour_is_not_wanted(run):
+    for console in (Console(color_system="truecolor", force_terminal=True, no_color=True, width=120, record=True,
+                            file=open("/dev/null", "w")),
+                    Console(color_system="truecolor", force_terminal=False, width=120, record=True,
+                            file=open("/dev/null", "w"))):
+        report.show(inspect(run), console)
+        text = console.export_text()
+        assert "▀" not in text and "▄" not in text
+        grid = text[text.index("filters of conv1"):].split("\n")[1]
+        assert set(grid.strip()) <= set(pictures.RAMP) and grid.strip()

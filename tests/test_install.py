@@ -1,4 +1,5 @@
-"""A fresh install followed by an editable one leaves a working `cnn` (the README's two commands in order).
+"""A fresh install followed by an editable one leaves a working `cnn` (the README's two commands in order),
+and the shipped networks are reachable by name from any directory after either.
 
 Numba used to cache compiled kernels in site-packages/cnncli/__pycache__; the editable install removed
 the package but not that directory, which then shadowed the real package.
@@ -6,6 +7,7 @@ the package but not that directory, which then shadowed the real package.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,8 +16,6 @@ import venv
 from pathlib import Path
 
 from .helpers import ROOT
-
-TINY = "input: 1x6x6\nclasses: 2\nnet: conv k=2 f=3 -> relu -> fc 2\n"
 
 
 def _run(args: list, env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -38,22 +38,37 @@ def test_fresh_install_then_editable_install_keeps_cnn_working(tmp_path):
     pip = [bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps"]
     work = tmp_path / "work"
     work.mkdir()
-    (work / "tiny.yaml").write_text(TINY)
 
     _run([*pip, str(source)], env, work)
-    r = _run([bin_dir / "cnn", "gradcheck", "tiny.yaml", "--json"], env, work)  # compiles kernels
+    # the README's first command (one epoch), from a directory unrelated to the source: compiles kernels
+    r = _run([bin_dir / "cnn", "train", "fashion-tutorial", "--data", "fashion-mnist-sample", "--epochs", "1",
+              "--out", "run", "--json"], env, work)
+    assert json.loads(r.stdout)["final"]["val_acc"] > 0.5 and (work / "run" / "checkpoints" / "best.npz").exists()
     site = Path(_run([bin_dir / "python", "-c", "import cnncli, os; print(os.path.dirname(cnncli.__file__))"],
                      env, work).stdout.strip())
     assert site.is_relative_to(env_dir), site
     cached_in_package = [p for p in site.rglob("*") if p.suffix in (".nbi", ".nbc")]
     assert cached_in_package == []
     assert any((home / ".cache" / "cnncli").rglob("*.nbi")), "kernels are cached in the per-user directory"
+    def files(root):
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".py", ".yaml", ".gz"))
+    assert files(site) == sorted(files(source / "cnncli") + [f"architectures/{p.name}" for p in
+                                                              (source / "architectures").glob("*.yaml")]), \
+        "pyproject.toml lists every package and its data"
+
+    # the shipped networks are package data, reachable by name from any directory
+    r = _run([bin_dir / "cnn", "shapes", "resnet-50"], env, work)
+    assert "parameters: 25,557,032" in r.stdout
+    shipped = json.loads(_run([bin_dir / "cnn", "shapes", "resnet-50", "--json"], env, work).stdout)
+    assert shipped["file"] == str(site / "architectures" / "resnet-50.yaml")
 
     _run([*pip, "-e", str(source)], env, work)
     r = _run([bin_dir / "cnn", "--version"], env, work)
     assert r.stdout.startswith("cnncli ") and f"kernel cache: {home / '.cache' / 'cnncli'}" in r.stdout
     r = _run([bin_dir / "python", "-c", "import cnncli; print(cnncli.__file__)"], env, work)
     assert r.stdout.strip().startswith(str(source)), r.stdout
+    r = _run([bin_dir / "cnn", "shapes", "fashion-tutorial", "--json"], env, work)  # editable: the top-level folder
+    assert json.loads(r.stdout)["file"] == str(source / "architectures" / "fashion-tutorial.yaml")
 
 
 def test_explicit_numba_cache_dir_is_honoured(tmp_path):

@@ -55,11 +55,14 @@ def run_small(tmp_path, data, name, extra="", **overrides):
     return trainer.start(small_spec(tmp_path, extra), opts, QUIET)
 
 
+MULTISTEP = "  schedule: multistep 5 gamma=0.5\n"  # the rate does not depend on the total number of epochs
+
+
 @pytest.fixture(scope="module")
 def two_epochs(tmp_path_factory, data):
-    """A finished 2-epoch run of the small spec (constant learning rate); tests resume copies of it."""
+    """A finished 2-epoch run of the small spec; tests resume copies of it."""
     tmp = tmp_path_factory.mktemp("two")
-    run_small(tmp, data, "run")
+    run_small(tmp, data, "run", extra=MULTISTEP)
     return tmp / "run"
 
 
@@ -89,7 +92,7 @@ def test_train_settings_are_typed_and_keep_their_positions():
     assert str(info.value).startswith("--epochs 0: train.epochs must be at least 1")
     with pytest.raises(UserError) as info:
         changed.set_text("lr", "fast")
-    assert str(info.value).startswith("--set lr=fast: train.lr must be a number, not 'fast'")
+    assert str(info.value).startswith("--set lr=fast: lr=fast is not valid: expected a number")
     restored = TrainSettings.from_json(json.loads(json.dumps(changed.to_json())))
     assert restored == changed
 
@@ -102,7 +105,9 @@ def test_cli_values_are_not_reparsed_as_text(tmp_path, data):
     settings = json.loads((tmp_path / "r" / "run.json").read_text())["settings"]
     assert settings["lr"] == 1e-5 and settings["weight_decay"] == 1e-4 and settings["epochs"] == 1
     r = cnn("train", str(small_spec(tmp_path)), "--set", "lr=fast")
-    assert r.returncode == 2 and r.stderr.startswith("error: --set lr=fast: train.lr must be a number, not 'fast'")
+    assert r.returncode == 2 and r.stderr.startswith("error: --set lr=fast: lr=fast is not valid: expected a number")
+    r = cnn("train", str(small_spec(tmp_path)), "--freeze", "cnv*", "--data", data)
+    assert r.returncode == 2 and r.stderr.startswith("error: --freeze cnv*: train.freeze: no layer matches 'cnv*'")
 
 
 # -- extending and resuming
@@ -112,7 +117,7 @@ def test_extending_a_finished_run_equals_training_longer_from_the_start(tmp_path
     run = copy_run(two_epochs, tmp_path)
     summary = trainer.resume(run, QUIET, trainer.Options(values={"epochs": 3}))
     assert summary["epochs"] == 3
-    run_small(tmp_path, data, "three", epochs=3)
+    run_small(tmp_path, data, "three", extra=MULTISTEP, epochs=3)
     extended, meta = weights(run)
     whole, whole_meta = weights(tmp_path / "three")
     for name in whole:
@@ -161,7 +166,7 @@ def test_resume_refuses_settings_it_cannot_change(tmp_path, data, two_epochs):
 def test_resume_with_the_runs_own_spec_applies_its_epochs(tmp_path, two_epochs):
     run = copy_run(two_epochs, tmp_path)
     spec = tmp_path / "longer.yaml"
-    spec.write_text(SMALL.replace("epochs: 2", "epochs: 3"))
+    spec.write_text(SMALL.replace("epochs: 2", "epochs: 3") + MULTISTEP)  # read back as (5,), stored as [5]
     r = cnn("train", str(spec), "--resume", str(run), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["epochs"] == 3 and "to 3 epochs" in r.stderr
@@ -270,7 +275,8 @@ def test_checkpoint_whose_spec_no_longer_parses(tmp_path, two_epochs):
     meta["spec"] = meta["spec"].replace("-> relu ->", "-> rleu ->")
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(path, **arrays)
-    for args in (("train", "--resume", str(run), "--epochs", "3"), ("eval", str(path))):
+    for args in (("train", "--resume", str(run), "--epochs", "3"), ("eval", str(path)),
+                 ("export", str(path), str(tmp_path / "net.onnx"))):
         r = cnn(*args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith(f"error: {path}: the network stored in this checkpoint no longer parses: ")

@@ -144,7 +144,7 @@ def _imports(path, module: str, is_package: bool, modules) -> set[str]:
     return found & set(modules)
 
 
-def test_the_package_has_no_import_cycles():
+def test_the_package_has_no_import_cycles_and_the_spec_side_no_engine():
     modules = {}
     for path in (ROOT / "cnncli").rglob("*.py"):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -168,27 +168,40 @@ def test_the_package_has_no_import_cycles():
         if m not in state:
             visit(m, [])
     assert edges["cnncli.data.formats"] >= {"cnncli.data.dataset"} and "cnncli.data" not in edges["cnncli.data.formats"]
+    # the spec side never reaches into the engine; the ops depend on the declarations, not the reverse
+    for m, targets in edges.items():
+        if m.startswith(("cnncli.spec", "cnncli.layers")):
+            assert not {t for t in targets if t.startswith(("cnncli.ops", "cnncli.model"))}, m
 
 
 # ----------------------------------------------------------------------------- the shapes table
 
 
-@pytest.mark.parametrize("name", ["resnet-50", "googlenet", "fashion-tutorial"])
-def test_plain_table_is_the_rich_table_laid_out_directly(name):
+def _rich(spec, terminal: bool) -> str:
     import io
 
     from rich.console import Console
 
-    from cnncli.report.shapes import plain_table, table
+    from cnncli.report.shapes import table
+
+    out = io.StringIO()
+    console = Console(file=out, width=200, highlight=False, force_terminal=terminal, color_system=None)
+    console.print(table(spec, ascii_only=not terminal))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["resnet-50", "googlenet", "fashion-tutorial"])
+def test_shapes_table_laid_out_directly_is_the_rich_table(name):
+    from cnncli.report.shapes import layout
     from cnncli.spec import load
 
     spec = load(ARCHITECTURES / f"{name}.yaml")
     spec.file = f"architectures/{name}.yaml"  # as a user types it; the title is part of the table
-
-    out = io.StringIO()
-    Console(file=out, width=200, highlight=False, no_color=True).print(table(spec, ascii_only=True))
-    lines = plain_table(spec, 200)
-    assert lines is not None and "\n".join(lines) + "\n" == out.getvalue()
-    assert plain_table(spec, 40) is None  # too wide: rich shrinks the columns
+    for terminal in (False, True):
+        lines = layout(spec, 200, ascii_only=not terminal)
+        assert lines is not None and "".join(text + "\n" for text, _, _ in lines) == _rich(spec, terminal)
+    styles = {style for _, style, span in layout(spec, 200, ascii_only=False) if span}
+    assert styles == {"italic", "bold", "dim"} | ({"cyan"} if name != "fashion-tutorial" else set())
+    assert layout(spec, 40, ascii_only=True) is None  # too wide: rich shrinks the columns
     spec.file = "x" * 150
-    assert plain_table(spec, 200) is None  # a title wider than the table: rich wraps it
+    assert layout(spec, 200, ascii_only=True) is None  # a title wider than the table: rich wraps it

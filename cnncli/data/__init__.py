@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from ..files import check_regular
 from . import formats
 from .dataset import Dataset
 
@@ -31,7 +32,7 @@ def resolve(name_or_path: str, data_dir: str | Path | None = None) -> Dataset:
     """A dataset from a name (see NAMES) or a path (a file or a directory in a known format)."""
     key = name_or_path.lower()
     if key in NAMES:
-        return _named(key, data_dir)
+        return _named(key, data_dir).validate()
     path = Path(name_or_path).expanduser()
     if data_dir is not None and not path.is_absolute() and not path.exists():
         path = Path(data_dir) / name_or_path
@@ -41,9 +42,18 @@ def resolve(name_or_path: str, data_dir: str | Path | None = None) -> Dataset:
             "names: " + ", ".join(NAMES) + "; or give a directory of IDX or CIFAR files, an .npz, a .csv, "
             "or a folder of class sub-folders of images",
         )
+    check_regular(path, "data file or directory", directory=True)
     dataset = formats.load_path(path)
     dataset.name = dataset.name or path.stem
-    return dataset
+    return dataset.validate()
+
+
+def location(name_or_path: str) -> str:
+    """What a run stores to find its data again from any directory: a name as it is, a path absolute."""
+    if name_or_path.lower() in NAMES:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else name_or_path
 
 
 def _named(name: str, data_dir: str | Path | None) -> Dataset:

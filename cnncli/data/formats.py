@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
+from ..archive import open_npz
 from ..errors import UserError
+from ..files import check_regular, image_error, read_bounded
 from .dataset import Dataset
 from .idx import read_idx
 
@@ -44,14 +46,14 @@ def _pick(files, *parts):
     return hits[0] if hits else None
 
 
-def _images_nchw(x: np.ndarray, path) -> np.ndarray:
+def _images_nchw(x: np.ndarray, origin: str) -> np.ndarray:
     if x.ndim == 3:
         return x[:, None, :, :]
     if x.ndim == 4:
         if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
             return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NHWC
         return x
-    raise UserError(f"{path}: images must be N x H x W or N x C x H x W, found shape {x.shape}", None)
+    raise UserError(f"{origin}: images must be N x H x W or N x C x H x W, found shape {x.shape}", None)
 
 
 def _idx_dir(path: Path, files):
@@ -66,7 +68,9 @@ def _idx_dir(path: Path, files):
     xt = yt = None
     if test_x is not None and test_y is not None:
         xt, yt = _idx_pair(test_x, test_y)
-    return Dataset(path.name, str(path), x, y, xt, yt)
+    dataset = Dataset(path.name, str(path), x, y, xt, yt)
+    dataset.origins = {"x_train": str(train_x), "y_train": str(train_y), "x_test": str(test_x), "y_test": str(test_y)}
+    return dataset
 
 
 def _idx_pair(images: Path, labels: Path):
@@ -82,7 +86,7 @@ def _idx_pair(images: Path, labels: Path):
 
 
 def _cifar_file(path: Path):
-    raw = path.read_bytes()
+    raw = read_bounded(path, "CIFAR batch", expansion=1)
     for label_bytes in (1, 2):  # CIFAR-10: label; CIFAR-100: coarse and fine label
         record = label_bytes + 3072
         if len(raw) % record == 0 and len(raw) // record > 0:
@@ -106,35 +110,25 @@ def _cifar_dir(path: Path, files):
         xt, yt = np.concatenate([p[0] for p in tparts]), np.concatenate([p[1] for p in tparts])
     names = None
     meta = path / "batches.meta.txt"
-    if meta.exists():
-        names = [line.strip() for line in meta.read_text().splitlines() if line.strip()]
+    if meta.is_file():  # class names, one a line; a damaged byte must not stop the data from loading
+        with open(meta, "rb") as f:
+            text = f.read(1 << 20).decode("utf-8", "replace")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     return Dataset(path.name, str(path), x, y, xt, yt, names)
 
 
 def _npz(path: Path):
-    with open(path, "rb") as f:
-        if f.read(2) != b"PK":
-            raise UserError(f"{path}: not a readable .npz file (it is no zip archive)",
-                            "np.savez(path, x=images, y=labels) writes one")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except ValueError as exc:
-        raise UserError(f"{path}: cannot read ({exc})", "an .npz with plain arrays x and y (no pickled objects)") from None
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{path}: not a readable .npz file ({exc})", None) from None
-    if "x" not in arrays or "y" not in arrays:
-        raise UserError(f"{path}: needs arrays 'x' and 'y', found {', '.join(arrays) or 'none'}",
-                        "np.savez(path, x=images, y=labels[, x_test=..., y_test=...])")
-    x, y = _images_nchw(arrays["x"], path), arrays["y"]
-    if len(x) != len(y):
-        raise UserError(f"{path}: x has {len(x):,} samples but y has {len(y):,}", None)
-    xt = _images_nchw(arrays["x_test"], path) if "x_test" in arrays else None
-    yt = arrays.get("y_test")
-    y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
-    if yt is not None:
-        yt = yt.astype(y.dtype)
-    return Dataset(path.stem, str(path), x, y, xt, yt)
+    with open_npz(path, ".npz data file", "np.savez(path, x=images, y=labels) writes one") as archive:
+        if "x" not in archive.entries or "y" not in archive.entries:
+            raise UserError(f"{path}: needs arrays 'x' and 'y', found {', '.join(archive.entries) or 'none'}",
+                            "np.savez(path, x=images, y=labels[, x_test=..., y_test=...])")
+        arrays = {name: archive.read(name) for name in ("x", "y", "x_test", "y_test") if name in archive.entries}
+    dataset = Dataset(path.stem, str(path), _images_nchw(arrays["x"], f"{path}, array 'x'"), arrays["y"],
+                      _images_nchw(arrays["x_test"], f"{path}, array 'x_test'") if "x_test" in arrays else None,
+                      arrays.get("y_test"))
+    dataset.origins = {f"{a}_{split}": f"{path}, array '{a}{suffix}'" for a in "xy"
+                       for split, suffix in (("train", ""), ("test", "_test"))}
+    return dataset
 
 
 def _csv_pair(path: Path):
@@ -142,39 +136,84 @@ def _csv_pair(path: Path):
     xt = yt = None
     sibling = path.with_name(path.name.replace("train", "test")) if "train" in path.name else None
     if sibling is not None and sibling.exists():
+        check_regular(sibling, "CSV file")
         xt, yt = _csv(sibling)
-    return Dataset(path.stem, str(path), x, y, xt, yt)
+    dataset = Dataset(path.stem, str(path), x, y, xt, yt)
+    for split, file in (("train", path), ("test", sibling)):
+        dataset.origins.update({f"x_{split}": f"{file} (pixels)", f"y_{split}": f"{file} (labels, column 1)"})
+    return dataset
 
 
 def _csv(path: Path):
     """label, pixel1, pixel2, ... per row (Kaggle's Fashion-MNIST); an optional header row."""
-    import gzip
-
-    opener = gzip.open if path.name.endswith(".gz") else open
-    rows = []
-    with opener(path, "rt", newline="") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
-            if not row:
-                continue
-            if number == 1 and not row[0].strip().lstrip("-").isdigit():
-                continue  # header
-            try:
-                rows.append([int(v) for v in row])
-            except ValueError:
-                raise UserError(f"{path}:{number}: not all values are whole numbers",
-                                "each row is a label followed by pixel values 0-255") from None
-    if not rows:
+    raw = read_bounded(path, "CSV file", expansion=4)  # int64 values of ~2-4 characters each
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {exc.start:,} is 0x{raw[exc.start]:02x})",
+                        "save the CSV as UTF-8 or plain ASCII") from None
+    del raw
+    first = text[: text.find("\n")].split(",")[0].strip().strip('"')
+    header = 0 if first.lstrip("-").isdigit() else 1
+    try:
+        data = np.loadtxt(io.StringIO(text), delimiter=",", quotechar='"', dtype=np.int64, ndmin=2,
+                          skiprows=header)
+    except ValueError:
+        raise _csv_error(path, text, header) from None
+    if data.size == 0:
         raise UserError(f"{path}: no data rows", None)
-    width = len(rows[0])
-    bad = next((i for i, r in enumerate(rows) if len(r) != width), None)
-    if bad is not None:
-        raise UserError(f"{path}: row {bad + 1} has {len(rows[bad])} values, the first has {width}", None)
-    data = np.asarray(rows, np.int64)
-    pixels = width - 1
+    pixels = data.shape[1] - 1
     side = int(round(pixels ** 0.5))
-    if side * side != pixels:
+    if pixels < 1 or side * side != pixels:
         raise UserError(f"{path}: {pixels} pixels per row is not a square image", "rows are label + H*W pixels")
-    return data[:, 1:].astype(np.uint8).reshape(-1, 1, side, side), data[:, 0]
+    bad = np.argwhere((data[:, 1:] < 0) | (data[:, 1:] > 255))
+    if len(bad):
+        row, col = int(bad[0][0]), int(bad[0][1]) + 1
+        raise UserError(f"{path}:{_line(text, header, row)}: column {col + 1} is {data[row, col]}, not a pixel "
+                        "value 0-255", "pixels are whole numbers 0-255")
+    negative = np.flatnonzero(data[:, 0] < 0)
+    if len(negative):
+        row = int(negative[0])
+        raise UserError(f"{path}:{_line(text, header, row)}: label {data[row, 0]} is negative",
+                        "labels are class numbers 0, 1, 2, ...")
+    return data[:, 1:].astype(np.uint8).reshape(-1, 1, side, side), data[:, 0].copy()
+
+
+def _line(text: str, header: int, row: int) -> int:
+    """The 1-based line of data row `row` (blank lines do not count as rows). Only on the error path."""
+    seen = -1
+    for number, line in enumerate(text.split("\n"), start=1):
+        if number > header and line.strip():
+            seen += 1
+            if seen == row:
+                return number
+    return number
+
+
+def _csv_error(path: Path, text: str, header: int) -> UserError:
+    """Find the first value that is no whole number of int64's range, or a row of another width."""
+    width = None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if number <= header or not line.strip():
+            continue
+        values = line.split(",")
+        if width is None:
+            width = len(values)
+        elif len(values) != width:
+            return UserError(f"{path}:{number}: {len(values)} values, the first row has {width}",
+                             "each row is a label followed by the same number of pixel values")
+        for column, value in enumerate(values, start=1):
+            try:
+                number_value = int(value.strip().strip('"'))
+            except ValueError:
+                shown = value.strip()[:20].encode("unicode_escape").decode("ascii")
+                return UserError(f"{path}:{number}: column {column} ('{shown}') is not a whole number",
+                                 "each row is a label followed by pixel values 0-255")
+            if not -(2 ** 63) <= number_value < 2 ** 63:
+                return UserError(f"{path}:{number}: column {column} is a {len(value.strip())}-digit number",
+                                 "each row is a label followed by pixel values 0-255")
+    return UserError(f"{path}: not a CSV table of whole numbers", "each row is a label followed by pixel values 0-255")
 
 
 def _image_folders(path: Path):
@@ -198,14 +237,14 @@ def _folder(path: Path, names):
     images, labels, size = [], [], None
     for label, cls in enumerate(classes):
         for file in sorted((path / cls).iterdir()) if (path / cls).is_dir() else []:
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
+            if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():  # no FIFOs or devices
                 continue
             try:
                 with Image.open(file) as img:
                     img = img.convert("L" if img.mode in ("L", "1", "I;16", "P") and img.mode != "P" else "RGB")
                     arr = np.asarray(img)
-            except OSError as exc:
-                raise UserError(f"{file}: not a readable image ({exc})", None) from None
+            except (OSError, Image.DecompressionBombError) as exc:
+                raise image_error(file, exc) from None
             arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
             if size is None:
                 size = arr.shape

@@ -3,53 +3,61 @@
 from __future__ import annotations
 
 import gzip
+import zlib
+from math import prod
 from pathlib import Path
 
 import numpy as np
 
+from .. import memory
 from ..errors import UserError
+from ..files import open_maybe_gzip, read_exactly
 
 _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"no such file: {path}", None) from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise UserError(f"{path} is a damaged gzip file ({exc})", "download or copy the file again") from None
-    return raw
-
-
 def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file's array. The header is read first: its sizes are checked against the file (or,
+    for gzip, against what the stream gives, never reading past them) and the available memory."""
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
-        found = data[:4].hex() if data else "an empty file"
-        raise UserError(f"{path} is not an IDX file: expected magic number 0x0000TTDD, found {found}",
-                        "IDX files start with two zero bytes, a type code and the number of dimensions "
-                        "(MNIST images: 00000803, labels: 00000801)")
-    dtype = np.dtype(_TYPES[data[2]])
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{path} is truncated: its header needs {header} bytes, the file has {len(data)}", None)
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != expected:
-        raise UserError(
-            f"{path} is {'truncated' if len(data) < expected else 'too long'}: the header promises "
-            f"{'x'.join(map(str, shape))} values ({expected:,} bytes), the file has {len(data):,} bytes",
-            "download or copy the file again",
-        )
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        with open_maybe_gzip(path, "IDX file") as f:
+            compressed = isinstance(f, gzip.GzipFile)
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES:
+                found = head.hex() if head else "an empty file"
+                raise UserError(f"{path} is not an IDX file: expected magic number 0x0000TTDD, found {found}",
+                                "IDX files start with two zero bytes, a type code and the number of dimensions "
+                                "(MNIST images: 00000803, labels: 00000801)")
+            dtype, ndim = np.dtype(_TYPES[head[2]]), head[3]
+            if not 1 <= ndim <= 4:
+                raise UserError(f"{path}: damaged IDX header: it claims {ndim} dimensions (images have 3, labels 1)",
+                                "download or copy the file again")
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise UserError(f"{path} is truncated: its header needs {4 + 4 * ndim} bytes, the file has "
+                                f"{4 + len(dims)}", "download or copy the file again")
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            nbytes = prod(shape) * dtype.itemsize
+            claim = f"its header claims {'x'.join(map(str, shape))} values ({nbytes:,} bytes)"
+            if not compressed:
+                held = path.stat().st_size - 4 - 4 * ndim
+                if held != nbytes:  # a claim far beyond the file is a damaged header, not a short file
+                    what = "too long" if held > nbytes else "truncated" if nbytes <= 2 * held else "damaged"
+                    raise UserError(f"{path} is {what}: {claim}, the file holds {held:,} bytes after the header",
+                                    "download or copy the file again")
+            memory.require(nbytes, f"{path} ({claim})", "the file is damaged, or too big for this machine")
+            raw, filled = read_exactly(f, nbytes)
+            if filled < nbytes:
+                raise UserError(f"{path} is truncated: {claim}, the {'decompressed ' if compressed else ''}"
+                                f"data ends after {filled:,}", "download or copy the file again")
+            if f.read(1):
+                raise UserError(f"{path} is too long: {claim}, the decompressed data goes on beyond them",
+                                "download or copy the file again")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UserError(f"{path} is a damaged gzip file ({exc})", "download or copy the file again") from None
+    return raw.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(array: np.ndarray) -> bytes:

@@ -1,5 +1,5 @@
-"""What export and import share: optional imports, safe display of file text, atomic writes, and
-loading what `cnn export` exports."""
+"""What export and import share: optional imports, atomic writes, and loading what `cnn export`
+exports."""
 
 from __future__ import annotations
 
@@ -24,13 +24,6 @@ def need(module: str, what: str):
                         f"pip install 'cnncli[{EXTRAS[module]}]'") from None
 
 
-def printable(text: str, limit: int = 80) -> str:
-    """Text taken from a file, safe to show on a terminal: control characters escaped, length capped."""
-    text = str(text)
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return out + ("..." if len(text) > limit else "")
-
-
 @dataclass
 class Source:
     """What `cnn export` exports: a model with its weights, and how its inputs are normalised."""
@@ -47,12 +40,13 @@ def load_source(source: Path, seed: int = 0, input_shape: str | None = None) -> 
     from .. import checkpoint
     from .. import spec as specs
     from ..model import Model
+    from ..spec import shipped
 
-    if source.suffix.lower() in (".yaml", ".yml"):
+    if source.suffix.lower() in (".yaml", ".yml") or (not source.exists() and shipped.find(source)):
         spec = specs.load(source, input_shape=input_shape)
         return Source(Model(spec, np.float32, seed, fuse=False), None, None, f"{source} (initial weights, seed {seed})")
     ck = checkpoint.load(source)
-    spec = specs.loads(ck.meta["spec"], ck.meta.get("spec_file", str(ck.path)), input_shape=input_shape)
+    spec = ck.spec if input_shape is None else ck.spec_with_input(input_shape)
     model = Model(spec, np.float32, fuse=False)  # unfused: each layer's own output, for checks
     try:
         ck.restore(model)

@@ -60,7 +60,7 @@ class GraphBuilder:
     def emit(self, node: Node) -> None:
         emitter = getattr(self, "layer_" + node.kind.name, None)
         if emitter is None:
-            raise UserError(f"layer {node.name} ({node.kind.name}) has no ONNX form in this cnncli",
+            raise UserError(f"{node.kind.name} has no ONNX form in this cnncli, so the network cannot be exported",
                             "remove or replace the layer before exporting", node.where, node.text, node.name)
         xs = [self.tensor[i] for i in node.inputs]
         self.tensor[node.index] = emitter(node, xs, node.name)

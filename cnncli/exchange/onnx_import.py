@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import UserError, printable
 from ..layers.window import same_padding
-from .common import need, printable
+from .common import need
 
 MAX_BYTES = 2**31  # protobuf's own limit for one message
 MAX_NODES = 100_000
@@ -739,8 +739,10 @@ class Writer:
         while t is not start:
             layer = t.layer
             if layer is None:
+                last = items[-1] if items else None
+                near = (last.layer if isinstance(last, Merge) else last).node if last else "the output"
                 raise UserError(f"{self.file}: the graph is not made of chains and branches that cnncli's spec "
-                                f"language can write (near '{printable(items[-1].node if items else end)}')", None)
+                                f"language can write (near node '{printable(near)}')", None)
             if len(layer.inputs) > 1:
                 fork = self.idom[id(t)]
                 items.append(Merge(layer, [self.chain(fork, x) for x in layer.inputs]))

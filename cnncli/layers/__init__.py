@@ -1,7 +1,8 @@
-"""The layer registry: the one place that knows every layer kind (see DESIGN.md section 2).
+"""The layer registry: the one place that knows every layer kind (docs/design.md, section 2).
 
-Each family module lists its kinds in `KINDS`; the parser, `cnn shapes`, the compiler and the
-docs all look kinds up here.
+Each family module lists its kinds' declarations in `KINDS`; the parser, `cnn shapes`, `cnn layers`
+and the model all look kinds up here. The ops that run them are paired with these declarations in
+cnncli/ops/registry.py.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Dimension letters, used the same way in every kernel:
     K, ho, wo       a layer's output: channels (conv filters), height, width
     F               values per sample of a flat vector (fc's fan-in is F = C*H*W)
     P               output positions ho * wo
+    M               the values of one channel over the batch, H*W*N (kernels on a (C, M) view)
     G               conv groups; cg = C // G and kg = K // G channels per group
     fh, fw          kernel (window) height and width
     sh, sw          stride

@@ -20,6 +20,11 @@ def console(stderr: bool = False) -> Console:
                    no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 
+def wants_colour(out: Console) -> bool:
+    """Colour only for a terminal that has it and a user who did not ask for none (NO_COLOR)."""
+    return out.is_terminal and out.color_system is not None and not out.no_color
+
+
 def plain(text: object, limit: int | None = None) -> Text:
     """Input shown in a table or title: escaped (errors.printable) and never read as rich markup."""
     return Text(printable(text, limit))
@@ -34,7 +39,7 @@ def human(n: float, unit: str = "") -> str:
 
 
 def human_bytes(n: float) -> str:
-    for factor, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+    for factor, suffix in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if n >= factor:
             return f"{n / factor:.3g} {suffix}"
     return f"{int(n)} B"

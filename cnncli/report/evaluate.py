@@ -52,7 +52,12 @@ def show_predictions(results: list[dict], out: Console) -> None:
         head = r["input"] + (f"  ({'; '.join(r['notes'])})" if r.get("notes") else "")
         if r.get("label") is not None:
             head += f"  true: {r['label']}"
+        if r.get("target") is not None:
+            head += "  target: " + "  ".join(f"{v:.6g}" for v in r["target"])
         out.print(printable(head), markup=False)
+        if "values" in r:  # a regression model
+            out.print("  predicted: " + "  ".join(f"{v:.6g}" for v in r["values"]), markup=False)
+            continue
         for p in r["top"]:
             bar = "█" * int(round(20 * p["probability"]))
             out.print(f"  {printable(p['class']):<14} {100 * p['probability']:6.2f}%  {bar}", markup=False)

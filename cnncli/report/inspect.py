@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import printable
-from . import pictures, plain
+from . import pictures, plain, wants_colour
 from . import shapes as shapes_report
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -31,7 +31,7 @@ def _table(out: Console, title, columns) -> Table:
 
 
 def show(r, out: Console) -> None:
-    colour = out.color_system is not None
+    colour = wants_colour(out)  # else a ramp of characters: blocks without colour are solid
     shapes_report.show(r.spec, out, batch=64)
     out.print()
     meta = r.meta

@@ -67,12 +67,11 @@ def table(spec: Spec, ascii_only: bool = False):
 
     t = Table(box=box.ASCII2 if ascii_only else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
               title=plain(_title(spec)), title_justify="left")
-    t.add_column("layer", no_wrap=True)
-    t.add_column("as written", overflow="fold", max_width=WRITTEN_MAX)
-    t.add_column("output", justify="right", no_wrap=True)
-    t.add_column("params", justify="right", no_wrap=True)
-    t.add_column("MACs", justify="right", no_wrap=True)
-    t.add_column("RF /jump", justify="right", no_wrap=True)
+    for name, justify in COLUMNS:
+        if name == "as written":
+            t.add_column(name, overflow="fold", max_width=WRITTEN_MAX)
+        else:
+            t.add_column(name, justify=justify, no_wrap=True)
     for style, cells in _cells(spec):
         if style == "branch":
             t.add_row(Text(cells[0], style="cyan"), *cells[1:])
@@ -81,30 +80,40 @@ def table(spec: Spec, ascii_only: bool = False):
     return t
 
 
-def plain_table(spec: Spec, width: int) -> list[str] | None:
-    """The table as rich draws it with ASCII borders, laid out directly: a network of a few hundred
-    layers renders in milliseconds instead of a third of a second. None when a cell would need
-    wrapping or is not plain ASCII text (rich's table handles those)."""
-    rows = [cells for _, cells in _cells(spec)]
+def layout(spec: Spec, width: int, ascii_only: bool) -> list[tuple[str, str, int]] | None:
+    """The table as rich draws it (ASCII borders, or a terminal's header rule), laid out directly:
+    a network of a few hundred layers takes milliseconds instead of a third of a second. Each line
+    is (text, style, how many leading characters the style covers). None when a cell would need
+    wrapping or is not plain ASCII text: rich's own table handles those."""
+    rows = _cells(spec)
     header = tuple(name for name, _ in COLUMNS)
-    for cells in rows:
+    for _, cells in rows:
         for cell in cells:
             if not (cell.translate(_TREE_CHARS).isascii() and cell.isprintable()):
                 return None
-    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(COLUMNS))]
-    total = sum(widths) + 3 * (len(COLUMNS) - 1)
-    if widths[1] > WRITTEN_MAX or total > width:
+    widths = [max(len(cells[i]) for cells in [header, *(cells for _, cells in rows)]) for i in range(len(COLUMNS))]
+    gap = " | " if ascii_only else "   "
+    total = sum(widths) + len(gap) * (len(COLUMNS) - 1)
+    title = _title(spec)
+    if widths[1] > WRITTEN_MAX or total > width or len(title) > total or not (title.isascii() and title.isprintable()):
         return None
 
     def line(cells) -> str:
-        return " | ".join(cell.ljust(w) if justify == "left" else cell.rjust(w)
-                          for cell, w, (_, justify) in zip(cells, widths, COLUMNS))
+        return gap.join(cell.ljust(w) if justify == "left" else cell.rjust(w)
+                        for cell, w, (_, justify) in zip(cells, widths, COLUMNS))
 
-    title = _title(spec)
-    if len(title) > total or not title.isascii() or not title.isprintable():
-        return None
-    rule = "+".join("-" * (w + (1 if i in (0, len(widths) - 1) else 2)) for i, w in enumerate(widths))
-    return [title.ljust(total), line(header), rule, *(line(cells) for cells in rows)]
+    if ascii_only:
+        rule = "+".join("-" * (w + (1 if i in (0, len(widths) - 1) else 2)) for i, w in enumerate(widths))
+    else:
+        rule = "─" * total
+    out = [(title.ljust(total), "italic", total), (line(header), "bold", total), (rule, "", 0)]
+    for style, cells in rows:
+        text = line(cells)
+        if style == "branch":
+            out.append((text, "cyan", len(cells[0])))
+        else:
+            out.append((text, style, total if style else 0))
+    return out
 
 
 def _title(spec: Spec) -> str:
@@ -135,11 +144,19 @@ def totals(spec: Spec, batch: int) -> list[str]:
 
 
 def show(spec: Spec, out: Console, batch: int) -> None:
-    lines = None if out.is_terminal else plain_table(spec, out.width)
+    lines = layout(spec, out.width, ascii_only=not out.is_terminal)
     if lines is None:
         out.print(table(spec, ascii_only=not out.is_terminal))
+    elif not out.is_terminal:
+        out.file.write("".join(text + "\n" for text, _, _ in lines))
     else:
-        out.file.write("\n".join(lines) + "\n")
+        from rich.text import Text
+
+        block = Text()
+        for text, style, span in lines:
+            block.append(text[:span], style=style or None)
+            block.append(text[span:] + "\n")
+        out.print(block, end="", soft_wrap=True)
     out.print()
     for line in totals(spec, batch):
         out.print(line, markup=False)

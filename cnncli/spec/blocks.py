@@ -17,7 +17,8 @@ from .yamlsrc import Text
 
 _SIGNATURE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
 _PARAM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:=\s*(\S+))?\s*$")
-_VAR = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+# `[^}$]`: an unclosed ${ ends its search at the next $, so many of them cost linear time, not quadratic.
+_VAR = re.compile(r"\$(?:\{([^}$]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _NAME_IN_EXPR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -108,7 +109,12 @@ def substitute(body: Text, values: dict[str, str], owner: str, hint: str, room: 
     out: list[str] = []
     origin: list[int] = []
     pos = 0
-    for m in _VAR.finditer(src):
+    matches = list(_VAR.finditer(src))
+    unclosed = {m.start() for m in re.finditer(r"\$\{", src)} - {m.start() for m in matches}
+    if unclosed:
+        raise UserError("'${' has no closing '}'", "write ${expression} with names but no $ inside, e.g. ${k*2}",
+                        body.where(min(unclosed)))
+    for m in matches:
         if len(origin) > room:
             break
         out.append(src[pos : m.start()])

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UserError, Where
 from ..layers.base import describe_shape
 from ..limits import MAX_SPEC_BYTES
-from . import sections, yamlsrc
+from . import sections, shipped, yamlsrc
 from . import train as train_section
 from .chain import suggest
 from .graph import INPUT, Expander, infer
@@ -32,7 +32,8 @@ TOP_LEVEL = {
 
 
 def load(path: str | Path, strict: bool = False, input_shape: str | None = None) -> Spec:
-    path = Path(path)
+    """Load a spec file, or a shipped network by name (`resnet-50`; a path that exists wins)."""
+    path = shipped.resolve(path)
     return loads(read_spec_file(path), str(path), strict=strict, input_shape=input_shape)
 
 
@@ -43,8 +44,7 @@ def read_spec_file(path: Path, what: str = "spec") -> str:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; the checks use the opened file itself.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise UserError(f"no such file: {path}", "check the path; ready-made specs are in architectures/"
-                        if what == "spec" else "check the path") from None
+        raise UserError(f"no such file: {path}", "check the path") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a {what} file", "name a .yaml file") from None
     except OSError as exc:
@@ -118,7 +118,8 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     if not nodes:
         raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
     warnings = infer(nodes, shape)
-    spec = Spec(name, file, shape, classes, output, nodes, tree, last, warnings, train, blocks, text)
+    spec = Spec(name, file, shape, classes, output, nodes, tree, last, warnings, train, blocks, text,
+                sections.description(doc.get("description")))
     check_output(spec)
     spec.frozen_layers()  # every freeze pattern must match a layer
     if strict and warnings:

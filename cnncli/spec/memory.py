@@ -8,14 +8,14 @@ if TYPE_CHECKING:
     from .network import Spec
 
 BYTES_PER_VALUE = 4  # float32
-OPTIMIZER_SLOTS = {"sgd": lambda o: 1 if o.get("momentum") else 0, "adam": lambda o: 2, "adamw": lambda o: 2,
-                   "rmsprop": lambda o: 1 + (1 if o.get("momentum") else 0)}
 
 
 def optimizer_slots(train) -> int:
-    """Arrays of the parameters' size the spec's optimizer keeps (Adam: 2, SGD with momentum: 1)."""
+    """Arrays of the parameters' size the spec's optimizer keeps: its declared state (Adam: 2, plain SGD: 0)."""
+    from .train import OPTIMIZERS
+
     opt = train.optimizer or {"name": "adam"}
-    return OPTIMIZER_SLOTS[opt["name"]](opt)
+    return len(OPTIMIZERS[opt["name"]].state(opt))
 
 
 def train_step_bytes(spec: Spec, batch: int) -> dict[str, int]:

@@ -30,6 +30,7 @@ class Spec:
     train: train_section.TrainSettings
     blocks: dict[str, Block]
     source: str = field(repr=False, default="")
+    description: str | None = None
 
     # -- totals, in PyTorch's counting convention
 

@@ -26,6 +26,15 @@ def name(node, file: str) -> str:
     return str(node.value)
 
 
+def description(node) -> str | None:
+    """One line of free text (`cnn zoo` shows it); line breaks in the YAML become spaces."""
+    if node is None:
+        return None
+    if not isinstance(node.value, str):
+        raise UserError(f"description must be text, not {type_name(node.value)}", None, node.where)
+    return " ".join(node.value.split())
+
+
 _SHAPE = re.compile(r"^\s*([0-9]+)\s*[x×,*]\s*([0-9]+)\s*[x×,*]\s*([0-9]+)\s*$")
 
 

@@ -17,6 +17,7 @@ def summary(spec: Spec, batch: int = 1) -> dict[str, Any]:
     branch_of = branch_labels(spec.tree)
     return {
         "name": spec.name,
+        "description": spec.description,
         "file": spec.file,
         "input": list(spec.input),
         "output": list(spec.output_shape),

@@ -6,11 +6,10 @@ Component settings (optimizer, schedule, loss, augmentation, early stopping) use
 
 from __future__ import annotations
 
-import math
 from copy import deepcopy
 from dataclasses import dataclass, field, fields, replace
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import LayerError, UserError, Where
 from ..layers.base import REQUIRED, Param
@@ -24,6 +23,9 @@ class Component:
     name: str
     summary: str
     params: tuple[Param, ...] = ()
+    # an optimizer's state: settings -> names of the arrays it keeps, each the size of the parameters.
+    # Declared here once; the optimizer allocates them, checkpoints store them, `cnn shapes` counts them.
+    state: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
 
 
 def _lr(default: float) -> Param:
@@ -35,17 +37,21 @@ _WD = Param("weight_decay", "float", 0.0, "L2 penalty added to the gradient (dec
 OPTIMIZERS = {c.name: c for c in (
     Component("sgd", "stochastic gradient descent, PyTorch's update rule", (
         _lr(0.01), Param("momentum", "float", 0.0, "", minimum=0.0), Param("nesterov", "bool", False), _WD,
-        Param("dampening", "float", 0.0, "", minimum=0.0))),
+        Param("dampening", "float", 0.0, "", minimum=0.0)),
+        lambda s: ("momentum_buffer",) if s.get("momentum") else ()),
     Component("adam", "Adam (Kingma & Ba), PyTorch's update rule", (
         _lr(0.001), Param("beta1", "float", 0.9, "", minimum=0.0, maximum=0.99999),
-        Param("beta2", "float", 0.999, "", minimum=0.0, maximum=0.99999999), Param("eps", "float", 1e-8, "", minimum=0.0), _WD)),
+        Param("beta2", "float", 0.999, "", minimum=0.0, maximum=0.99999999), Param("eps", "float", 1e-8, "", minimum=0.0), _WD),
+        lambda s: ("exp_avg", "exp_avg_sq")),
     Component("adamw", "Adam with decoupled weight decay (Loshchilov & Hutter)", (
         _lr(0.001), Param("beta1", "float", 0.9, "", minimum=0.0, maximum=0.99999),
         Param("beta2", "float", 0.999, "", minimum=0.0, maximum=0.99999999), Param("eps", "float", 1e-8, "", minimum=0.0),
-        Param("weight_decay", "float", 0.01, "decoupled weight decay", minimum=0.0))),
+        Param("weight_decay", "float", 0.01, "decoupled weight decay", minimum=0.0)),
+        lambda s: ("exp_avg", "exp_avg_sq")),
     Component("rmsprop", "RMSprop, PyTorch's update rule", (
         _lr(0.01), Param("alpha", "float", 0.99, "", minimum=0.0, maximum=1.0), Param("eps", "float", 1e-8, "", minimum=0.0),
-        Param("momentum", "float", 0.0, "", minimum=0.0), _WD)),
+        Param("momentum", "float", 0.0, "", minimum=0.0), _WD),
+        lambda s: ("square_avg",) + (("momentum_buffer",) if s.get("momentum") else ())),
 )}
 
 SCHEDULES = {c.name: c for c in (

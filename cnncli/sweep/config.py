@@ -16,6 +16,7 @@ import yaml
 
 from ..errors import UserError, Where
 from ..spec import yamlsrc
+from ..spec import shipped
 from ..spec.loader import load_mapping, read_spec_file
 from ..spec.chain import suggest
 from ..spec.train import METRICS, SETTINGS, TrainSettings
@@ -164,20 +165,11 @@ def _spec(node: Node, base: Path) -> tuple[str, str]:
     path = path if path.is_absolute() else base / path
     try:
         if not path.is_file():
-            path = _shipped(given)
+            path = shipped.resolve(given)  # a shipped network's name
         return read_spec_file(path), str(path)
     except UserError as exc:
         exc.where = exc.where or node.where
         raise exc from None
-
-
-def _shipped(name: str) -> Path:
-    # Until shipped networks are package data, the architectures/ folder of a source checkout.
-    path = Path(__file__).resolve().parents[2] / "architectures" / f"{name}.yaml"
-    if not path.is_file():
-        raise UserError(f"spec: no file and no shipped network named '{name}'",
-                        "give a path (relative to the sweep file) or a name such as fashion-tutorial")
-    return path
 
 
 def _data(node: Node | None, base: Path) -> str | None:
