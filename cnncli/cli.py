@@ -236,6 +236,54 @@ def train(
         console().print(printable(line), markup=False)
 
 
+@app.command(epilog="Example: cnn sweep examples/sweep-tutorial.yaml --trials 4 --workers 2 --out sweeps/tutorial\n\n"
+             "Continue after Ctrl-C: cnn sweep --resume sweeps/tutorial")
+def sweep(
+    sweep_file: Optional[Path] = typer.Argument(None, metavar="SWEEP.yaml", show_default=False,
+                                                help="The sweep: spec, data, metric, sampler, pruner, space."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="How many trials (overrides trials:)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Local worker processes (default: cores/4, at least 1); each gets cores/W threads."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run the trials on the Dask scheduler at tcp://HOST:PORT (or tls://)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Sweep directory (default sweeps/NAME-TIMESTAMP)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the sweep in this directory."),
+    json_out: bool = typer.Option(False, "--json", help="Print every trial, the best and the importances as JSON."),
+) -> None:
+    """Search hyperparameters with Optuna; trials run in parallel on local processes or a Dask cluster.
+
+    Each trial is an ordinary run directory, DIR/trials/NNNN/. Ctrl-C stops the sweep; --resume DIR
+    continues it without redoing finished trials.
+    """
+    from . import sweep as sweeps
+    from .report.sweep import SweepReport, show
+
+    report = SweepReport()
+    try:
+        if resume is not None:
+            result = sweeps.resume(resume, trials, workers, cluster, report)
+        elif sweep_file is None:
+            raise UserError("cnn sweep needs a SWEEP.yaml (or --resume DIR)", "e.g. cnn sweep examples/sweep-tutorial.yaml")
+        else:
+            result = sweeps.start(sweep_file, out, trials, workers, cluster, report)
+    except UserError as exc:
+        report.close()
+        _fail(exc)
+    except sweeps.Interrupted as exc:
+        from .report import console
+
+        console(stderr=True).print(f"interrupted: {exc.finished} trials finished; continue with: cnn sweep --resume "
+                                   f"{exc.path}", markup=False)
+        raise typer.Exit(128 + exc.signum)
+    except KeyboardInterrupt:  # before the first trial was asked for: nothing to continue
+        report.close()
+        raise typer.Exit(130)
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        show(result)
+
+
+@app.command(name="eval", epilog="Example: cnn eval runs/fashion-tutorial-20261122-101500 --png confusion.png")
 @app.command(name="eval", epilog="Example: cnn eval runs/tutorial --png confusion.png")
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory (its best checkpoint) or a .npz checkpoint.", show_default=False),

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -159,8 +160,9 @@ class Run:
 
     def fit(self) -> dict[str, Any]:
         caught: list[int] = []
-        previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        # Only the main thread may own signals; elsewhere (a worker of cnn sweep) the caller stops the run.
+        owned = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+        previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in owned}
         try:
             return self._fit(caught)
         finally:

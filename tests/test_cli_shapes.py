@@ -92,13 +92,13 @@ def test_shapes_and_help_do_not_import_numba():
             "assert 'numba' not in sys.modules, 'numba was imported'\nprint('clean')")
     for args in (["shapes", str(ARCHITECTURES / "resnet-50.yaml")], ["shapes", "resnet-50"], ["--help"],
                  ["shapes", "--help"], ["layers"], ["zoo"], ["zoo", "--json"], ["train", "--help"], ["inspect", "--help"],
-                 ["export", "--help"], ["import", "--help"]):
+                 ["export", "--help"], ["import", "--help"], ["sweep", "--help"]):
         r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert r.stdout.rstrip().endswith("clean"), (args, r.stderr)
 
 
 @pytest.mark.parametrize("command", ["shapes", "zoo", "layers", "train", "eval", "predict", "inspect", "bench",
-                                     "gradcheck", "export", "import"])
+                                     "gradcheck", "export", "import", "sweep"])
 def test_help_has_an_example(command):
     r = cnn(command, "--help")
     assert r.returncode == 0 and "Example: cnn " + command in r.stdout

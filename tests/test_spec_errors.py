@@ -135,8 +135,19 @@ def test_block_named_like_a_layer():
         "block 'relu' has the name of a layer kind"
 
 
-def test_dollar_outside_block():
-    assert "outside a block" in err("conv k=$k f=3").message
+def test_dollar_outside_block_needs_a_spec_variable():
+    e = err("conv k=$k f=3")
+    assert e.message == "$k is not in the spec's vars" and e.hint == "declare it under vars:, e.g. vars: {name: 16}"
+    assert (e.where.line, e.where.column) == (2, 13)
+    e = err("conv k=$widht f=3", extra="vars: {width: 8}\n")
+    assert e.message == "$widht is not in the spec's vars" and e.hint.startswith("did you mean $width?")
+    assert err("conv k=$5 f=3").message == "'k=$5' uses '$' without a name"
+
+
+def test_spec_variables_bad_values():
+    assert err("fc 10", extra="vars: [1, 2]\n").message == "vars: must map names to values, not a list"
+    e = err("fc 10", extra="vars:\n  width: [1, 2]\n")
+    assert e.message == "vars.width must be a number or a word, not a list" and e.where.line == 3
 
 
 def test_fc_and_flatten_misuse():

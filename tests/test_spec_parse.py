@@ -98,6 +98,15 @@ def test_blocks_with_defaults_arithmetic_and_nesting():
     assert spec.node("stage2.pool1").shape == (32, 8, 8)
 
 
+def test_spec_vars_substitute_into_net_and_block_calls():
+    spec = loads("input: 1x8x8\nvars: {width: 6, rate: 0.25}\nblocks:\n  unit(k): conv k=$k f=3 p=1 -> relu\n"
+                 "net: unit($width) -> conv k=${width*2} f=1 -> dropout $rate -> fc 10\n", "t.yaml")
+    assert spec.node("unit1.conv1").params["k"] == 6
+    assert spec.node("conv1").shape == (12, 8, 8)
+    assert spec.node("dropout1").params["rate"] == 0.25
+    assert spec.node("conv1").where.line == 5
+
+
 def test_block_call_without_parentheses_and_name():
     spec = loads("input: 1x8x8\nblocks:\n  unit(k): conv k=$k f=3 p=1 -> relu\n"
                  "net: unit 4 name=stem -> unit k=8 -> conv k=2 f=1 name=head\n", "t.yaml")

@@ -163,3 +163,23 @@ def feature_maps(maps: np.ndarray, layer: str, image: np.ndarray | None, caption
     fig.suptitle(f"{layer} feature maps ({'x'.join(map(str, maps.shape))})" + (f" for {caption}" if caption else ""))
     fig.tight_layout()
     return _save(fig, path)
+
+
+def sweep_figures(study, folder: Path) -> list[str]:
+    """Optuna's own optimisation-history and parallel-coordinates plots of a sweep's study."""
+    import warnings
+
+    _pyplot()
+    from optuna.visualization import matplotlib as optuna_plots
+
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        for name, draw in (("history.png", optuna_plots.plot_optimization_history),
+                           ("parallel.png", optuna_plots.plot_parallel_coordinate)):
+            figure = draw(study).figure
+            figure.set_size_inches(8, 4.5)
+            figure.tight_layout()  # Optuna puts the legend beside the axes
+            _save(figure, folder / name)
+            written.append(str(folder / name))
+    return written

@@ -98,8 +98,10 @@ def parse_signature(key: str, where: Where, is_layer) -> tuple[str, list[str], d
     return name, params, defaults
 
 
-def substitute(block: Block, body: Text, values: dict[str, str], room: int = MAX_EXPANDED_CHARS) -> Text:
-    """Replace $name and ${expr} in a block body; the result still maps back to the file.
+def substitute(body: Text, values: dict[str, str], owner: str, hint: str, room: int = MAX_EXPANDED_CHARS) -> Text:
+    """Replace $name and ${expr} in chain text (a block body, or net: with the spec's vars); the
+    result still maps back to the file. `owner` names what declares the names ("block vgg", "the
+    spec's vars"), `hint` how to fix an unknown one.
 
     `room`: how many characters the result may have (arguments passed on through nested blocks can
     double the text at every level)."""
@@ -118,17 +120,17 @@ def substitute(block: Block, body: Text, values: dict[str, str], room: int = MAX
         out.append(src[pos : m.start()])
         origin.extend(range(pos, m.start()))
         if m.group(2) is not None:
-            replacement = _lookup(block, body, m.group(2), values, m.start())
+            replacement = _lookup(owner, hint, body, m.group(2), values, m.start())
         else:
             expr = _NAME_IN_EXPR.sub(
-                lambda n: _lookup(block, body, n.group(0), values, m.start()), m.group(1)
+                lambda n: _lookup(owner, hint, body, n.group(0), values, m.start()), m.group(1)
             )
             try:
                 replacement = str(eval_int(expr))
             except ValueError as exc:
                 raise UserError(
                     f"cannot compute ${{{printable(m.group(1), SHOWN_CHARS)}}} = {printable(expr, SHOWN_CHARS)} "
-                    f"in block {block.name}: {exc}",
+                    f"in {owner}: {exc}",
                     "${...} takes whole numbers and + - * / ( ); / rounds down",
                     body.where(m.start()),
                 ) from None
@@ -139,18 +141,18 @@ def substitute(block: Block, body: Text, values: dict[str, str], room: int = MAX
     origin.extend(range(pos, len(src)))
     if len(origin) > room:
         raise UserError(f"block bodies grow to more than {MAX_EXPANDED_CHARS:,} characters after substitution",
-                        f"block {block.name} passes long arguments on, or is called very often with different ones",
+                        f"{owner} passes long arguments on, or is called very often with different ones",
                         body.where(0))
     return Text("".join(out), body.file, body.buffer, body.start, body.end, origin=origin,
                 original_value=body.original_value, _pointers=body._align())
 
 
-def _lookup(block: Block, body: Text, name: str, values: dict[str, str], offset: int) -> str:
+def _lookup(owner: str, hint: str, body: Text, name: str, values: dict[str, str], offset: int) -> str:
     if name not in values:
-        close = suggest(name, block.params)
+        close = suggest(name, list(values))
         raise UserError(
-            f"${name} is not a parameter of block {block.name}",
-            (f"did you mean ${close}? " if close else "") + f"the block is {block.signature()}",
+            f"${name} is not {'a parameter of ' if owner.startswith('block') else 'in '}{owner}",
+            (f"did you mean ${close}? " if close else "") + hint,
             body.where(offset),
         )
     return values[name]

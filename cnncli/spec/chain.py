@@ -117,8 +117,8 @@ def _tokenize(source: Text) -> list[_Tok]:
         else:
             if "$" in word:
                 raise UserError(
-                    f"'{word}' uses a block parameter outside a block",
-                    "$name works only in a block body under `blocks:`", source.where(start + word.index("$")),
+                    f"'{word}' uses '$' without a name",
+                    "$name refers to a block parameter or to one of the spec's vars:", source.where(start + word.index("$")),
                 )
             out.append(_Tok("word", word, start, m.end()))
         pos = m.end()

@@ -209,7 +209,8 @@ class Expander:
     def parse_body(self, block: Block, number: int, body: Text, values: dict[str, str]) -> Chain:
         key = (block.name, number, tuple(sorted(values.items())))
         if key not in self.parsed:
-            text = substitute(block, body, values, MAX_EXPANDED_CHARS - self.chars)
+            text = substitute(body, values, f"block {block.name}", f"the block is {block.signature()}",
+                              MAX_EXPANDED_CHARS - self.chars)
             self.chars += len(text.value)
             self.parsed[key] = chains.parse(text, is_merge)
         return self.parsed[key]

@@ -26,6 +26,7 @@ TOP_LEVEL = {
     "net": "the layers: a chain 'conv k=16 f=5 -> relu -> ...' or a list of chains",
     "blocks": "parameterised blocks, e.g. 'vgg(k, n): (conv k=$k f=3 p=1 -> relu) x$n -> pool 2'",
     "defaults": "per-kind parameter defaults, e.g. {conv: {bias: false}, bn: {eps: 0.001}}",
+    "vars": "named values that net: uses as $name or ${expr}, e.g. vars: {width: 16} (cnn sweep varies them)",
     "train": "defaults for cnn train (epochs, batch, optimizer, ...)",
 }
 
@@ -36,26 +37,26 @@ def load(path: str | Path, strict: bool = False, input_shape: str | None = None)
     return loads(read_spec_file(path), str(path), strict=strict, input_shape=input_shape)
 
 
-def read_spec_file(path: Path) -> str:
-    """The text of a spec file: a regular file of at most MAX_SPEC_BYTES in UTF-8. Never reads a FIFO or
-    a device (reading one would block or never end)."""
+def read_spec_file(path: Path, what: str = "spec") -> str:
+    """The text of a spec file (or of another YAML file of cnncli's, `what`: "sweep"): a regular file of
+    at most MAX_SPEC_BYTES in UTF-8. Never reads a FIFO or a device (reading one would block or never end)."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; the checks use the opened file itself.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise UserError(f"no such file: {path}", "check the path") from None
     except IsADirectoryError:
-        raise UserError(f"{path} is a directory, not a spec file", "name a .yaml file") from None
+        raise UserError(f"{path} is a directory, not a {what} file", "name a .yaml file") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", None) from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise UserError(f"{path} is a directory, not a spec file", "name a .yaml file")
+            raise UserError(f"{path} is a directory, not a {what} file", "name a .yaml file")
         if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path} is not a regular file (a pipe, socket or device)", "save the spec to a file first")
+            raise UserError(f"{path} is not a regular file (a pipe, socket or device)", f"save the {what} to a file first")
         if info.st_size > MAX_SPEC_BYTES:
-            raise _too_big(path, info.st_size)
+            raise _too_big(path, info.st_size, what)
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(MAX_SPEC_BYTES + 1)  # the file may have grown since fstat()
     except OSError as exc:
@@ -63,34 +64,43 @@ def read_spec_file(path: Path) -> str:
     finally:
         os.close(fd)
     if len(data) > MAX_SPEC_BYTES:
-        raise _too_big(path, len(data))
+        raise _too_big(path, len(data), what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", "a spec is a YAML text file") from None
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start})", f"a {what} is a YAML text file") from None
 
 
-def _too_big(path: Path, size: int) -> UserError:
-    return UserError(f"{path} has {size:,} bytes, more than a spec may have ({MAX_SPEC_BYTES:,})",
-                     "a spec is a few lines of YAML; blocks: and repeats (x N) describe large networks")
+def _too_big(path: Path, size: int, what: str) -> UserError:
+    return UserError(f"{path} has {size:,} bytes, more than a {what} may have ({MAX_SPEC_BYTES:,})",
+                     f"a {what} is a few lines of YAML" + ("; blocks: and repeats (x N) describe large networks"
+                                                          if what == "spec" else ""))
+
+
+def load_mapping(text: str, file: str, keys: dict[str, str], what: str, required: tuple[str, ...],
+                 example: str, unknown: str = "setting") -> dict[str, yamlsrc.Node]:
+    """A YAML file that is a mapping of known keys (a spec, a sweep file); a stray or missing key is an error.
+    `keys` maps each key to what it means, for the hints."""
+    root = yamlsrc.load(text, file)
+    if not isinstance(root.value, dict):
+        raise UserError(f"a {what} is a mapping of settings, not {type_name(root.value)}", f"start with e.g. {example}",
+                        root.where)
+    for key, node in root.value.items():
+        if key not in keys:
+            close = suggest(key, keys)
+            raise UserError(f"unknown {unknown} '{key}'",
+                            (f"did you mean '{close}'? " if close else "") + f"a {what} may have: " + ", ".join(keys),
+                            node.where)
+    for key in required:
+        if key not in root.value:
+            raise UserError(f"the {what} has no `{key}:`", f"add `{key}:` - {keys[key]}", Where(file, 1, 1))
+    return root.value
 
 
 def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: str | None = None) -> Spec:
     """Parse and check spec text. `input_shape` (e.g. "3x32x32") replaces the spec's input."""
-    root = yamlsrc.load(text, file)
-    if not isinstance(root.value, dict):
-        raise UserError(f"a spec is a mapping of settings, not {type_name(root.value)}",
-                        "start with e.g. `input: 1x28x28` and `net: conv k=16 f=5 -> ...`", root.where)
-    doc = root.value
-    for key, node in doc.items():
-        if key not in TOP_LEVEL:
-            close = suggest(key, TOP_LEVEL)
-            raise UserError(f"unknown setting '{key}'",
-                            (f"did you mean '{close}'? " if close else "") + "a spec may have: " + ", ".join(TOP_LEVEL),
-                            node.where)
-    for key in ("input", "net"):
-        if key not in doc:
-            raise UserError(f"the spec has no `{key}:`", f"add `{key}:` - {TOP_LEVEL[key]}", Where(file, 1, 1))
+    doc = load_mapping(text, file, TOP_LEVEL, "spec", ("input", "net"),
+                       "`input: 1x28x28` and `net: conv k=16 f=5 -> ...`")
     name = sections.name(doc.get("name"), file)
     given = doc["input"] if input_shape is None else yamlsrc.Node(input_shape, Where("--input"))
     shape = sections.input_shape(given)
@@ -103,7 +113,8 @@ def loads(text: str, file: str = "<spec>", strict: bool = False, input_shape: st
     blocks = sections.blocks(doc.get("blocks"))  # a spec's own blocks first; they win over shipped ones
     blocks.update({name: b for name, b in sections.shipped_blocks().items() if name not in blocks})
     train = train_section.TrainSettings.parse(doc["train"]) if "train" in doc else train_section.TrainSettings()
-    nodes, tree, last = Expander(blocks, defaults).expand(sections.chain_texts(doc["net"], "net"))
+    texts = sections.net_texts(doc["net"], sections.variables(doc.get("vars")))
+    nodes, tree, last = Expander(blocks, defaults).expand(texts)
     if not nodes:
         raise UserError("the network has no layers (only id)", "add layers to net:", doc["net"].where)
     warnings = infer(nodes, shape)

@@ -12,7 +12,7 @@ from ..errors import LayerError, UserError, printable
 from ..layers import KINDS, lookup
 from ..layers.base import Shape, describe_shape
 from ..limits import MAX_NUMBER_DIGITS
-from .blocks import Block, parse_signature
+from .blocks import Block, parse_signature, substitute
 from .chain import suggest
 from . import yamlsrc
 from .yamlsrc import Text, type_name
@@ -86,6 +86,34 @@ def chain_texts(node, what: str) -> list[Text]:
     if not texts:
         raise UserError(f"{what} is empty", "list at least one layer", node.where)
     return texts
+
+
+def variables(node) -> dict[str, str]:
+    """The spec's `vars:` as text to substitute, e.g. {width: 16} -> {"width": "16"}."""
+    if node is None:
+        return {}
+    if not isinstance(node.value, dict):
+        raise UserError(f"vars: must map names to values, not {type_name(node.value)}",
+                        "e.g. vars: {width: 16, rate: 0.25}", node.where)
+    out = {}
+    for key, item in node.value.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UserError(f"'{printable(key)}' is not a variable name", "use letters, digits and _, e.g. width",
+                            item.where)
+        value = item.value
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (isinstance(value, str) and not value.strip()):
+            raise UserError(f"vars.{key} must be a number or a word, not {type_name(value)}",
+                            f"e.g. {key}: 16", item.where)
+        out[key] = str(value)
+    return out
+
+
+def net_texts(node, values: dict[str, str]) -> list[Text]:
+    """net:'s chains with the spec's vars substituted."""
+    hint = ("declare it under vars:, e.g. vars: {name: 16}" if not values
+            else "the spec's vars are: " + ", ".join(values))
+    return [substitute(text, values, "the spec's vars", hint) if "$" in text.value else text
+            for text in chain_texts(node, "net")]
 
 
 def blocks(node) -> dict[str, Block]:
