@@ -236,8 +236,8 @@ def train(
         console().print(printable(line), markup=False)
 
 
-@app.command(epilog="Example: cnn sweep examples/sweep-tutorial.yaml --trials 4 --workers 2 --out sweeps/tutorial\n\n"
-             "Continue after Ctrl-C: cnn sweep --resume sweeps/tutorial")
+@app.command(epilog="Example: cnn sweep examples/sweep-tutorial.yaml --trials 1 --out sweeps/tutorial\n\n"
+             "After Ctrl-C (finished trials are kept): cnn sweep --resume sweeps/tutorial")
 def sweep(
     sweep_file: Optional[Path] = typer.Argument(None, metavar="SWEEP.yaml", show_default=False,
                                                 help="The sweep: spec, data, metric, sampler, pruner, space."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -46,6 +47,7 @@ def test_help_examples_run(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     pil.fromarray(resolve("fashion-mnist-sample").x_test[0, 0]).save(work / "shoe.png")  # the file predict names
+    shutil.copytree(ROOT / "examples", work / "examples")  # the sweep example runs in a checkout
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
            "CNNCLI_THREADS": "2"}
     for name, line in examples():
