@@ -283,7 +283,6 @@ def sweep(
         show(result)
 
 
-@app.command(name="eval", epilog="Example: cnn eval runs/fashion-tutorial-20261122-101500 --png confusion.png")
 @app.command(name="eval", epilog="Example: cnn eval runs/tutorial --png confusion.png")
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory (its best checkpoint) or a .npz checkpoint.", show_default=False),
