@@ -108,6 +108,16 @@ def prepare(spec: Spec, settings: TrainSettings, data_override: str | None) -> P
     return Prepared(settings, given, datasets.location(given), dataset, train_index, val_index, mean, std)
 
 
+def epoch_batches(index: np.ndarray, seed: int, epoch: int, batch: int) -> list[np.ndarray]:
+    """The training samples of one epoch, shuffled by (seed, epoch) and cut into batches: a function
+    of its arguments alone, so a resumed run (or a reference implementation) sees the same order."""
+    order = index[np.random.default_rng([seed, epoch]).permutation(len(index))]
+    out = [order[i : i + batch] for i in range(0, len(order), batch)]
+    if len(out) > 1 and len(out[-1]) < 2:
+        out.pop()  # batch norm cannot train on a batch of one
+    return out
+
+
 class Run:
     """One training run: model, optimizer, schedule, data, and the run directory's files."""
 
@@ -149,12 +159,7 @@ class Run:
     # -- data order
 
     def batches(self, epoch: int) -> list[np.ndarray]:
-        index = self.prepared.train_index
-        order = index[np.random.default_rng([self.settings.seed, epoch]).permutation(len(index))]
-        out = [order[i : i + self.batch] for i in range(0, len(order), self.batch)]
-        if len(out) > 1 and len(out[-1]) < 2:
-            out.pop()  # batch norm cannot train on a batch of one
-        return out
+        return epoch_batches(self.prepared.train_index, self.settings.seed, epoch, self.batch)
 
     # -- the loop
 

@@ -50,6 +50,18 @@ def test_loss_falls_and_accuracy_beats_chance(tmp_path):
     assert (tmp_path / "run" / "spec.yaml").read_text() == SMALL
 
 
+def test_epoch_batches_cover_the_data_once_in_a_seeded_order():
+    index = np.arange(100, 111)  # 11 samples in batches of 5: 5, 5 and a batch of one, which is dropped
+    batches = trainer.epoch_batches(index, seed=4, epoch=2, batch=5)
+    assert [len(b) for b in batches] == [5, 5]
+    assert len(set(np.concatenate(batches))) == 10 and set(np.concatenate(batches)) <= set(index)
+    again = trainer.epoch_batches(index, seed=4, epoch=2, batch=5)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    other = np.concatenate(trainer.epoch_batches(index, seed=4, epoch=3, batch=5))
+    assert not np.array_equal(np.concatenate(batches), other)  # a new order every epoch
+    assert [len(b) for b in trainer.epoch_batches(index, seed=4, epoch=2, batch=4)] == [4, 4, 3]
+
+
 def test_same_seed_same_weights_and_metrics(tmp_path):
     train(tmp_path, "a", epochs=1)
     train(tmp_path, "b", epochs=1)
