@@ -40,22 +40,16 @@ def applies(filter_size, stride, dilation, groups) -> bool:
 
 
 def transform_filters(w: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> np.ndarray:
-    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3) and G (a, 3); out (a * a, K, C)."""
-    g = g.astype(w.dtype)
-    a = len(g)
-    t = np.tensordot(g, w, axes=(1, 2))  # (a, K, C, 3)
-    u = np.tensordot(t, g, axes=(3, 1))  # (a, K, C, a)
-    out.reshape(a, a, *w.shape[:2])[...] = u.transpose(0, 3, 1, 2)
+    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3) and G (a, 3); out (a * a, K, C). One GEMM
+    with the Kronecker product of G with itself (a * a x 9), which maps a flattened 3x3 filter to
+    its flattened a x a transform."""
+    np.matmul(np.kron(g, g).astype(w.dtype), w.reshape(-1, 9).T, out=out.reshape(len(out), -1))
     return out
 
 
 def filter_gradient(du: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> None:
     """The adjoint of transform_filters: out[k, c] = Gt dU[:, k, c] G, for du (a * a, K, C)."""
-    g = g.astype(du.dtype)
-    a = len(g)
-    K, C = du.shape[1:]
-    t = np.tensordot(g, du.reshape(a, a, K, C), axes=(0, 0))  # (3, a, K, C)
-    out[...] = np.tensordot(t, g, axes=(1, 0)).transpose(1, 2, 0, 3)  # (3, K, C, 3) -> (K, C, 3, 3)
+    np.matmul(du.reshape(len(du), -1).T, np.kron(g, g).astype(du.dtype), out=out.reshape(-1, 9))
 
 
 @kernel
