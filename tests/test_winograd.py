@@ -83,7 +83,7 @@ def test_winograd_float32_is_within_1e_4_of_float64(size):
 def test_filter_transform_and_its_adjoint(size):
     """<transform_filters(w), du> = <w, filter_gradient(du)>: the weight gradient is the true adjoint."""
     rng = np.random.default_rng(0)
-    g = winograd.TILINGS[size].g
+    g = winograd.TILINGS[size].filters
     points = winograd.TILINGS[size].points
     w, du = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(points, 3, 2))
     u = winograd.transform_filters(w, np.empty((points, 3, 2)), g)
@@ -93,7 +93,7 @@ def test_filter_transform_and_its_adjoint(size):
     # a 3x3 filter that is 1 in its centre keeps its value at the 4 central tile positions
     centre = np.zeros((1, 1, 3, 3))
     centre[0, 0, 1, 1] = 1
-    u = winograd.transform_filters(centre, np.empty((16, 1, 1))).reshape(4, 4)
+    u = winograd.transform_filters(centre, np.empty((16, 1, 1)), winograd.TILINGS[2].filters).reshape(4, 4)
     np.testing.assert_array_equal(u, np.outer([0, 0.5, -0.5, 0], [0, 0.5, -0.5, 0]))
 
 
@@ -110,7 +110,7 @@ def test_one_dimensional_f4_by_hand():
     w[0, 0, 1] = g
     v = np.empty((36, 1, 1))
     winograd.input_transform_4(x, 0, 1, 1, v)
-    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.G4)
+    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[4].filters)
     out = np.empty((1, 4, 4, 1))
     winograd.output_transform_4(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
     np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (4, 1)), atol=1e-12)

@@ -39,17 +39,22 @@ def applies(filter_size, stride, dilation, groups) -> bool:
     return tuple(filter_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
 
 
-def transform_filters(w: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> np.ndarray:
-    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3) and G (a, 3); out (a * a, K, C). One GEMM
-    with the Kronecker product of G with itself (a * a x 9), which maps a flattened 3x3 filter to
-    its flattened a x a transform."""
-    np.matmul(np.kron(g, g).astype(w.dtype), w.reshape(-1, 9).T, out=out.reshape(len(out), -1))
+def filter_map(g: np.ndarray) -> dict:
+    """kron(G, G) (a * a x 9) in each float dtype: it maps a flattened 3x3 filter to its flattened
+    a x a transform G g Gt, so that all filters transform in one GEMM."""
+    gg = np.kron(g, g)
+    return {np.dtype(t): gg.astype(t) for t in (np.float32, np.float64)}
+
+
+def transform_filters(w: np.ndarray, out: np.ndarray, gg: dict) -> np.ndarray:
+    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3); out (a * a, K, C); gg from filter_map."""
+    np.matmul(gg[w.dtype], w.reshape(-1, 9).T, out=out.reshape(len(out), -1))
     return out
 
 
-def filter_gradient(du: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> None:
+def filter_gradient(du: np.ndarray, out: np.ndarray, gg: dict) -> None:
     """The adjoint of transform_filters: out[k, c] = Gt dU[:, k, c] G, for du (a * a, K, C)."""
-    np.matmul(du.reshape(len(du), -1).T, np.kron(g, g).astype(du.dtype), out=out.reshape(-1, 9))
+    np.matmul(du.reshape(len(du), -1).T, gg[du.dtype], out=out.reshape(-1, 9))
 
 
 @kernel
@@ -309,10 +314,10 @@ def gradient_transform_4(dy, t0, t1, tiles_w, m):
 
 
 class Tiling(NamedTuple):
-    """One Winograd algorithm F(m x m, 3x3): its filter transform matrix G ((m + 2) x 3) and kernels."""
+    """One Winograd algorithm F(m x m, 3x3): its filter transform and kernels."""
 
     size: int  # m, outputs per tile side
-    g: np.ndarray
+    filters: dict  # filter_map(G)
     input_transform: Callable
     output_transform: Callable
     gradient_transform: Callable
@@ -324,8 +329,8 @@ class Tiling(NamedTuple):
 
 
 TILINGS = {
-    2: Tiling(2, G2, input_transform_2, output_transform_2, gradient_transform_2),
-    4: Tiling(4, G4, input_transform_4, output_transform_4, gradient_transform_4),
+    2: Tiling(2, filter_map(G2), input_transform_2, output_transform_2, gradient_transform_2),
+    4: Tiling(4, filter_map(G4), input_transform_4, output_transform_4, gradient_transform_4),
 }
 
 
@@ -371,7 +376,7 @@ class Winograd:
         th, tw = self._tiles(ho, wo)
         xp = self.op.scratch(f"{key}_padded", (C, m * th + 2, m * tw + 2, N))
         parallel(pad_into, C, x, pt, pl, xp)
-        u = transform_filters(w, self.op.scratch(f"{key}_u", (tiling.points, K, C)), tiling.g)
+        u = transform_filters(w, self.op.scratch(f"{key}_u", (tiling.points, K, C)), tiling.filters)
         b = bias if bias is not None else np.zeros(K, out.dtype)
         plan, most = self._plan(th * tw, C + K, N)
 
@@ -421,4 +426,4 @@ class Winograd:
                 partial[worker] += product[worker]
 
         run_parallel(work, plan)
-        filter_gradient(partial.sum(axis=0), gw, tiling.g)
+        filter_gradient(partial.sum(axis=0), gw, tiling.filters)
