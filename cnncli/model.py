@@ -22,6 +22,7 @@ from .errors import UserError
 from .layers.activation import ReLU, ReLU6, Softmax
 from .ops.base import Fused, Op
 from .ops.conv import ConvOp
+from .ops.merge import AddOp
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp, BatchNormOp
 from .ops.pool import MaxPoolOp
 from .ops.registry import op_for
@@ -76,8 +77,9 @@ class Model:
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
-        """bn -> relu (or relu6) [-> max pool] becomes one pass over memory when each layer is the
-        only reader of the one before. Results are the same; `cnn gradcheck` checks both forms.
+        """bn -> relu (or relu6) [-> max pool] and add -> relu (or relu6) become one pass over memory
+        when each layer is the only reader of the one before. Results are the same; `cnn gradcheck`
+        checks both forms.
         A conv whose only reader is a bn (not one fused with a pool) applies it in infer_internal."""
         readers: dict[int, list[int]] = {}
         for op in self.ops:
@@ -91,14 +93,14 @@ class Model:
             return None
 
         for index, op in enumerate(self.ops):
-            if type(op) is not BatchNormOp:
+            if type(op) not in (BatchNormOp, AddOp):
                 continue
             act_op = sole_reader(op)
             act = {ReLU: RELU, ReLU6: RELU6}.get(act_op.node.kind) if act_op else None
             if act is None:
                 continue
             pool_op = sole_reader(act_op)
-            if isinstance(pool_op, MaxPoolOp):
+            if type(op) is BatchNormOp and isinstance(pool_op, MaxPoolOp):
                 fused = BatchNormActPoolOp(op.node, self.dtype, act, pool_op)
                 self.ops[index] = fused
                 self.ops[pool_op.node.index] = Fused(pool_op.node, self.dtype, fused)
