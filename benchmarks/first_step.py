@@ -11,11 +11,13 @@ networks run one after the other, never side by side. Reported per network:
                step and one inference, as a user's first step sees it;
   start-up     first step minus what the step and inference take once running (the timed step after it):
                the part that compiling or loading kernels costs;
-  process      wall time of the whole command, interpreter and imports included.
---kernels runs one network's first step with an empty cache in a child process and lists the kernels
-Numba compiled, slowest first: each signature's compile time (a kernel that calls another counts only its
-own part) and how many signatures each kernel needed (more than one means it met arrays of another
-dtype, dimension or layout, or scalars of another type, and was compiled again).
+  process      wall time of the whole command, interpreter and imports included, and its CPU time (user +
+               system, all threads): on a machine that others share, the steadier figure.
+--kernels runs one network's first step with an empty cache, then again with it filled (each in a child
+process), and lists every function Numba compiled, slowest first: its compile time (a kernel that calls
+another counts only its own part), how many signatures it needed (more than one: it met arrays of
+another dtype, dimension or layout, or scalars of another type, and was compiled again), and the time
+the warm run spent loading it from the cache.
 Targets (issue 14): cold first step under 30 s, warm first step within 2 s. A network whose steady step
 alone takes seconds (the 224x224 ImageNet nets) is judged by its start-up part; --input shrinks them.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,15 +48,18 @@ def first_step(name: str, cache: Path, batch: int, shape: str | None) -> dict:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
     cmd = [sys.executable, "-m", "cnncli", "bench", name, "--batch", str(batch), "--steps", "1", "--warmup", "0",
            "--json"] + (["--input", shape] if shape else [])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
     bench = json.loads(done.stdout)
     running = (bench["train_step_ms"] + bench["inference_ms"]) / 1e3
     return {"first_step_s": round(bench["first_step_s"], 2), "step_s": round(running, 3),
-            "startup_s": round(max(bench["first_step_s"] - running, 0.0), 2), "process_s": round(wall, 2)}
+            "startup_s": round(max(bench["first_step_s"] - running, 0.0), 2), "process_s": round(wall, 2),
+            "process_cpu_s": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 2)}
 
 
 def measure(name: str, batch: int, shape: str | None) -> dict:
@@ -69,52 +75,77 @@ def measure(name: str, batch: int, shape: str | None) -> dict:
 
 
 def compile_times(name: str, batch: int, shape: str | None) -> None:
-    """In this (child) process: one first step of `name`, recording Numba's compile events; prints
-    JSON {kernel: [seconds, signatures]} and the total. Kernel time nested in another's is its own."""
-    from numba.core import event
+    """In this (child) process: one first step of `name`, recording what Numba compiles (its compile
+    events) and what it loads from the cache (timed around its cache lookups); prints JSON
+    {"kernels": {kernel: [compile s, signatures compiled, load s, signatures loaded]}, ...}. A kernel's
+    compile time excludes the kernels it called and compiled itself (they are counted as theirs)."""
+    from numba.core import caching, event
 
     from cnncli import bench
     from cnncli.spec import load
 
+    kernels: dict[str, list] = {}
+
+    def entry(func) -> list:
+        return kernels.setdefault(f"{func.__module__}.{func.__qualname__}", [0.0, 0, 0.0, 0])
+
+    original = caching.Cache.load_overload
+
+    def timed_load(cache, sig, target_context):
+        started = time.perf_counter()
+        found = original(cache, sig, target_context)
+        if found is not None:
+            e = entry(cache._py_func)
+            e[2] += time.perf_counter() - started
+            e[3] += 1
+        return found
+
+    caching.Cache.load_overload = timed_load
     spec = load(name, input_shape=shape)
     with event.install_recorder("numba:compile") as recorder:
         started = time.perf_counter()
-        bench.run(spec, batch=batch, steps=1, warmup=0)
+        result = bench.run(spec, batch=batch, steps=1, warmup=0)
         total = time.perf_counter() - started
-    own: dict[str, list] = {}
-    stack: list[list] = []  # [kernel, start, time spent in kernels it compiled]
+    stack: list[list] = []  # [function, start, time spent compiling the functions it called]
     for stamp, ev in recorder.buffer:
-        d = ev.data["dispatcher"]
-        kernel = f"{d.py_func.__module__}.{d.py_func.__qualname__}"
         if ev.is_start:
-            stack.append([kernel, stamp, 0.0])
+            stack.append([ev.data["dispatcher"].py_func, stamp, 0.0])
             continue
-        kernel, start, inner = stack.pop()
-        spent = stamp - start
+        func, start, inner = stack.pop()
         if stack:
-            stack[-1][2] += spent
-        entry = own.setdefault(kernel, [0.0, 0])
-        entry[0] += spent - inner
-        entry[1] += 1
-    print(json.dumps({"first_step_s": total, "kernels": own}))
+            stack[-1][2] += stamp - start
+        e = entry(func)
+        e[0] += stamp - start - inner
+        e[1] += 1
+    running = (result["train_step_ms"] + result["inference_ms"]) / 1e3
+    print(json.dumps({"first_step_s": total, "step_s": running, "kernels": kernels}))
 
 
 def kernel_report(name: str, batch: int, shape: str | None) -> None:
+    """A cold and then a warm first step of `name`, each in a child process; kernels by cost."""
+    runs = []
     with tempfile.TemporaryDirectory(prefix="cnncli-first-step-") as tmp:
-        cmd = [sys.executable, __file__, "--compile-times", name, "--batch", str(batch)] + (
-            ["--input", shape] if shape else [])
-        done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "NUMBA_CACHE_DIR": tmp}, capture_output=True,
-                              text=True)
-    if done.returncode:
-        raise SystemExit(done.stderr)
-    result = json.loads(done.stdout.splitlines()[-1])
-    kernels = sorted(result["kernels"].items(), key=lambda item: -item[1][0])
-    compiling = sum(seconds for seconds, _ in result["kernels"].values())
-    print(f"{name}: cold first step {result['first_step_s']:.2f} s, of which compiling {compiling:.2f} s "
-          f"({sum(n for _, n in result['kernels'].values())} signatures of {len(kernels)} kernels)")
-    print(f"{'seconds':>8} {'signatures':>10}  kernel")
-    for kernel, (seconds, count) in kernels:
-        print(f"{seconds:>8.2f} {count:>10}  {kernel}")
+        for _ in ("cold", "warm"):
+            cmd = [sys.executable, __file__, "--compile-times", name, "--batch", str(batch)] + (
+                ["--input", shape] if shape else [])
+            done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "NUMBA_CACHE_DIR": tmp}, capture_output=True,
+                                  text=True)
+            if done.returncode:
+                raise SystemExit(done.stderr)
+            runs.append(json.loads(done.stdout.splitlines()[-1]))
+    cold, warm = runs
+    for label, run, column in (("cold", cold, 0), ("warm", warm, 2)):
+        spent = sum(k[column] for k in run["kernels"].values())
+        count = sum(k[column + 1] for k in run["kernels"].values())
+        print(f"{name} {label}: first step {run['first_step_s']:.2f} s, of which {'compiling' if column == 0 else 'loading from the cache'} "
+              f"{spent:.2f} s ({count} signatures of {sum(1 for k in run['kernels'].values() if k[column + 1])} functions); "
+              f"the step and inference once running {run['step_s']:.2f} s")
+    names = sorted(set(cold["kernels"]) | set(warm["kernels"]), key=lambda k: -cold["kernels"].get(k, [0])[0])
+    print(f"{'compile s':>9} {'signatures':>10} {'load s':>7} {'loaded':>6}  function")
+    for kernel in names:
+        c = cold["kernels"].get(kernel, [0.0, 0, 0.0, 0])
+        w = warm["kernels"].get(kernel, [0.0, 0, 0.0, 0])
+        print(f"{c[0]:>9.2f} {c[1]:>10} {w[2]:>7.3f} {w[3]:>6}  {kernel}")
 
 
 def main() -> None:
@@ -133,16 +164,16 @@ def main() -> None:
         kernel_report(args.kernels, args.batch, args.input)
         return
     names = args.names or [net["name"] for net in catalogue()]
-    print(f"{'network':<20} {'cold first':>10} {'start-up':>9} {'process':>8} | {'warm first':>10} {'start-up':>9} "
-          f"{'process':>8} | {'step':>7}  over target", flush=True)
+    print(f"{'':<20} {'cold: first':>11} {'start-up':>9} {'process':>8} {'CPU':>7} | {'warm: first':>11} "
+          f"{'start-up':>9} {'process':>8} {'CPU':>7} | {'step':>6}  over", flush=True)
     rows = []
     for name in names:
         row = measure(name, args.batch, args.input)
         rows.append(row)
         c, w = row["cold"], row["warm"]
-        print(f"{name:<20} {c['first_step_s']:>9.2f}s {c['startup_s']:>8.2f}s {c['process_s']:>7.2f}s | "
-              f"{w['first_step_s']:>9.2f}s {w['startup_s']:>8.2f}s {w['process_s']:>7.2f}s | {w['step_s']:>6.2f}s  "
-              f"{', '.join(row['over_target']) or '-'}", flush=True)
+        print(f"{name:<20} {c['first_step_s']:>10.2f}s {c['startup_s']:>8.2f}s {c['process_s']:>7.2f}s "
+              f"{c['process_cpu_s']:>6.1f}s | {w['first_step_s']:>10.2f}s {w['startup_s']:>8.2f}s {w['process_s']:>7.2f}s "
+              f"{w['process_cpu_s']:>6.1f}s | {w['step_s']:>5.2f}s  {', '.join(row['over_target']) or '-'}", flush=True)
     worst_cold = max(rows, key=lambda r: r["cold"]["startup_s"])
     worst_warm = max(rows, key=lambda r: r["warm"]["startup_s"])
     print(f"slowest cold start-up: {worst_cold['name']} {worst_cold['cold']['startup_s']:.2f} s (target < "

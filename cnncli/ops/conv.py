@@ -17,6 +17,28 @@ from .winograd import Winograd, applies
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
 
+# The column copies are loops, not slice assignments (`out[a:b] = src[c:d]`, `a[..] += b[..]`): a slice
+# assignment makes Numba compile its shape-mismatch message, string formatting and all (several seconds
+# of every cold start), and `+=` on slices builds a temporary; the loops ran im2col 1.2-2.5x and col2im
+# 2-4x faster here, with identical results.
+
+
+@kernel
+def copy(src, s0, dst, d0, n):
+    """dst[d0:d0 + n] = src[s0:s0 + n], through views that start at 0 (so the loop vectorises)."""
+    a, b = src[s0 : s0 + n], dst[d0 : d0 + n]
+    for q in range(n):
+        b[q] = a[q]
+
+
+@kernel
+def add(src, s0, dst, d0, n):
+    """dst[d0:d0 + n] += src[s0:s0 + n], through views that start at 0."""
+    a, b = src[s0 : s0 + n], dst[d0 : d0 + n]
+    for q in range(n):
+        b[q] += a[q]
+
+
 @kernel
 def im2col(x, p0, p1, fh, fw, sh, sw, pt, pl, dil_h, dil_w, wo, cols):
     """cols[(c, i, j), (p - p0, n)] for output positions p = oh * wo + ow in p0..p1-1 of a CHWN
@@ -45,12 +67,10 @@ def im2col(x, p0, p1, fh, fw, sh, sw, pt, pl, dil_h, dil_w, wo, cols):
                     out[dst + a * N : dst + va * N] = 0
                     row = (c * H + ih) * W * N
                     if sw == 1:
-                        src = row + (va + off) * N
-                        out[dst + va * N : dst + vb * N] = flat[src : src + (vb - va) * N]
+                        copy(flat, row + (va + off) * N, out, dst + va * N, (vb - va) * N)
                     else:
                         for ow in range(va, vb):
-                            src = row + (ow * sw + off) * N
-                            out[dst + ow * N : dst + ow * N + N] = flat[src : src + N]
+                            copy(flat, row + (ow * sw + off) * N, out, dst + ow * N, N)
                     out[dst + vb * N : dst + b * N] = 0
 
 
@@ -78,12 +98,10 @@ def col2im(cols, p0, p1, fh, fw, sh, sw, pt, pl, dil_h, dil_w, wo, dx):
                     base = r * width + (oh * wo - p0) * N
                     row = (c * H + ih) * W * N
                     if sw == 1:
-                        dst = row + (va + off) * N
-                        flat[dst : dst + (vb - va) * N] += src[base + va * N : base + vb * N]
+                        add(src, base + va * N, flat, row + (va + off) * N, (vb - va) * N)
                     else:
                         for ow in range(va, vb):
-                            dst = row + (ow * sw + off) * N
-                            flat[dst : dst + N] += src[base + ow * N : base + ow * N + N]
+                            add(src, base + ow * N, flat, row + (ow * sw + off) * N, N)
 
 
 @kernel
