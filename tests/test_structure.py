@@ -205,3 +205,35 @@ def test_shapes_table_laid_out_directly_is_the_rich_table(name):
     assert layout(spec, 40, ascii_only=True) is None  # too wide: rich shrinks the columns
     spec.file = "x" * 150
     assert layout(spec, 200, ascii_only=True) is None  # a title wider than the table: rich wraps it
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def _sliced(node) -> bool:
+    return isinstance(node, ast.Subscript) and any(isinstance(n, ast.Slice) for n in ast.walk(node.slice))
+
+
+def kernel_slice_copies(source: str) -> list[str]:
+    """Array-to-array slice assignments (`a[i:j] = b[k:l]`, `a[i:j] += ...`) in @kernel functions."""
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not (isinstance(fn, ast.FunctionDef) and any(isinstance(d, ast.Name) and d.id == "kernel"
+                                                        for d in fn.decorator_list)):
+            continue
+        for node in ast.walk(fn):
+            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Subscript) for t in node.targets)
+                    and _sliced(node.value)) or (isinstance(node, ast.AugAssign) and _sliced(node.target)):
+                found.append(f"{fn.name}: {ast.unparse(node)}")
+    return found
+
+
+def test_kernels_copy_with_loops_not_slice_assignments():
+    """Numba compiles a slice assignment's shape-mismatch message with string formatting: seconds of
+    every cold start (benchmarks/first_step.py --kernels shows it). Kernels copy with loops instead."""
+    sample = ("@kernel\ndef f(a, b, n):\n    a[1:n] = b[1:n]\n    a[0] += 1\n    a[:n] += b[:n]\n    a[2:n] = 0\n"
+              "def g(a, b):\n    a[:] = b[:]\n")
+    assert kernel_slice_copies(sample) == ["f: a[1:n] = b[1:n]", "f: a[:n] += b[:n]"]
+    offenders = [f"{path.relative_to(ROOT)} {found}" for path in sorted((ROOT / "cnncli").rglob("*.py"))
+                 for found in kernel_slice_copies(path.read_text(encoding="utf-8"))]
+    assert offenders == []
