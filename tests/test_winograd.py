@@ -109,7 +109,7 @@ def test_one_dimensional_f4_by_hand():
     w = np.zeros((1, 1, 3, 3))
     w[0, 0, 1] = g
     v = np.empty((36, 1, 1))
-    winograd.input_transform_4(x, 0, 1, 1, v)
+    winograd.input_transform_4(x, 0, 0, 0, 1, 1, v)
     u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[4].filters)
     out = np.empty((1, 4, 4, 1))
     winograd.output_transform_4(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
