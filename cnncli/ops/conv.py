@@ -12,7 +12,7 @@ from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
 from .threads import parallel, run_parallel, split_work
-from .winograd import Winograd, applies
+from .winograd import Winograd, applies, pays_off
 
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
@@ -188,7 +188,8 @@ class ConvOp(Op):
         self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
         self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
-        self.winograd = Winograd(self) if applies(window.kernel, window.stride, window.dilation, self.groups) else None
+        winograd = applies(window.kernel, window.stride, window.dilation, self.groups) and pays_off(self.cin)
+        self.winograd = Winograd(self) if winograd else None
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}
