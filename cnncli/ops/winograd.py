@@ -205,6 +205,13 @@ def lane(flat, start, n):
 
 
 @kernel
+def six_lanes(flat, start, plane, n):
+    """The n values at `start` of six consecutive planes of `plane` values each."""
+    return (lane(flat, start, n), lane(flat, start + plane, n), lane(flat, start + 2 * plane, n),
+            lane(flat, start + 3 * plane, n), lane(flat, start + 4 * plane, n), lane(flat, start + 5 * plane, n))
+
+
+@kernel
 def input_transform_4(x, pt, pl, t0, t1, tiles_w, v):
     """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 6x6 input tile d of tile t (rows 4 * (t //
     tiles_w) - pt, columns 4 * (t % tiles_w) - pl of x, zero outside it), tiles t0..t1-1."""
@@ -233,8 +240,7 @@ def input_transform_4(x, pt, pl, t0, t1, tiles_w, v):
             at = c * v.shape[2] + (t - t0) * N
             for i in range(6):
                 row, o = cols[i], at + 6 * i * plane
-                o0, o1, o2 = lane(flat, o, N), lane(flat, o + plane, N), lane(flat, o + 2 * plane, N)
-                o3, o4, o5 = lane(flat, o + 3 * plane, N), lane(flat, o + 4 * plane, N), lane(flat, o + 5 * plane, N)
+                o0, o1, o2, o3, o4, o5 = six_lanes(flat, o, plane, N)
                 for n in range(N):
                     d0, d1, d2, d3, d4, d5 = row[0, n], row[1, n], row[2, n], row[3, n], row[4, n], row[5, n]
                     a, b = d4 - four * d2, d3 - four * d1
@@ -315,8 +321,7 @@ def gradient_transform_4(dy, t0, t1, tiles_w, m):
             at = k * m.shape[2] + (t - t0) * N
             for i in range(6):
                 col, o = cols[i], at + 6 * i * plane
-                o0, o1, o2 = lane(flat, o, N), lane(flat, o + plane, N), lane(flat, o + 2 * plane, N)
-                o3, o4, o5 = lane(flat, o + 3 * plane, N), lane(flat, o + 4 * plane, N), lane(flat, o + 5 * plane, N)
+                o0, o1, o2, o3, o4, o5 = six_lanes(flat, o, plane, N)
                 for n in range(N):
                     y0, y1, y2, y3 = col[0, n], col[1, n], col[2, n], col[3, n]
                     a, b = y0 + y2, y1 + y3
