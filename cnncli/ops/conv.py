@@ -11,7 +11,8 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
-from .threads import parallel, run_parallel, split_work
+from .merge import add_act
+from .threads import parallel, parallel_values, run_parallel, split_work
 from .winograd import Winograd, applies, pays_off
 
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
@@ -296,8 +297,9 @@ class ConvOp(Op):
         if dxs is None:
             return [None]
         if not self.pointwise:
+            total = dxs[0].reshape(-1)
             for extra in dxs[1:]:
-                dxs[0] += extra
+                parallel_values(add_act, total.size, total, extra.reshape(-1), NO_ACT, total)
         return [dxs[0]]
 
     # -- the im2col + GEMM path works on chunks of output positions (oh, ow), each chunk's columns
