@@ -11,8 +11,9 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
-from .threads import parallel, run_parallel, split_work
-from .winograd import Winograd, applies
+from .merge import add_act
+from .threads import parallel, parallel_values, run_parallel, split_work
+from .winograd import Winograd, applies, pays_off
 
 CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
@@ -206,7 +207,8 @@ class ConvOp(Op):
         self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
         self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
-        self.winograd = Winograd(self) if applies(window.kernel, window.stride, window.dilation, self.groups) else None
+        winograd = applies(window.kernel, window.stride, window.dilation, self.groups) and pays_off(self.cin)
+        self.winograd = Winograd(self) if winograd else None
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}
@@ -270,7 +272,7 @@ class ConvOp(Op):
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
             return [dx]
         if self.winograd is not None:
-            self.winograd.weight_gradient(dy, gw)
+            self.winograd.weight_gradient(x, dy, gw)
             if "bias" in self.grads:
                 np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
             if not need[0]:
@@ -313,8 +315,9 @@ class ConvOp(Op):
         if dxs is None:
             return [None]
         if not self.pointwise:
+            total = dxs[0].reshape(-1)
             for extra in dxs[1:]:
-                dxs[0] += extra
+                parallel_values(add_act, total.size, total, extra.reshape(-1), NO_ACT, total)
         return [dxs[0]]
 
     # -- the im2col + GEMM path works on chunks of output positions (oh, ow), each chunk's columns
