@@ -19,13 +19,12 @@ import numpy as np
 
 from . import checkpoint, memory
 from .errors import UserError
-from .layers.activation import ReLU, ReLU6, Softmax
-from .ops.base import Fused, Op
-from .ops.conv import ConvOp
-from .ops.norm import RELU, RELU6, BatchNormActPoolOp, BatchNormOp
-from .ops.pool import MaxPoolOp
+from .layers.activation import ReLU, ReLU6
+from .ops.base import Fused, Op, Workspace
+from .ops.norm import RELU, RELU6, BatchNormActPoolOp
 from .ops.registry import op_for
 from .spec import Spec, load, loads
+from .spec.fusion import plan as fusion_plan
 from .spec.graph import INPUT
 
 
@@ -45,6 +44,9 @@ class Model:
         self.ops: list[Op] = [op_for(node.kind)(node, self.dtype) for node in spec.nodes]
         if fuse:
             self._fuse()
+        self.workspace = Workspace()  # one for all ops: their temporaries take turns on it
+        for op in self.ops:
+            op.workspace = self.workspace
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
         layout.sort(key=lambda item: item[0].node.name not in self.frozen)  # stable: frozen first
         total = sum(prod(shape) for _, _, shape in layout)
@@ -76,42 +78,24 @@ class Model:
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
-        """bn -> relu (or relu6) [-> max pool] becomes one pass over memory when each layer is the
-        only reader of the one before. Results are the same; `cnn gradcheck` checks both forms.
-        A conv whose only reader is a bn (not one fused with a pool) applies it in infer_internal."""
-        readers: dict[int, list[int]] = {}
-        for op in self.ops:
-            for i in op.node.inputs:
-                readers.setdefault(i, []).append(op.node.index)
-
-        def sole_reader(op: Op) -> Op | None:
-            after = readers.get(op.node.index, [])
-            if len(after) == 1 and self.ops[after[0]].node.inputs == [op.node.index]:
-                return self.ops[after[0]]
-            return None
-
-        for index, op in enumerate(self.ops):
-            if type(op) is not BatchNormOp:
-                continue
-            act_op = sole_reader(op)
-            act = {ReLU: RELU, ReLU6: RELU6}.get(act_op.node.kind) if act_op else None
-            if act is None:
-                continue
-            pool_op = sole_reader(act_op)
-            if isinstance(pool_op, MaxPoolOp):
-                fused = BatchNormActPoolOp(op.node, self.dtype, act, pool_op)
+        """Run the fusions spec/fusion.py plans: bn -> relu (or relu6) [-> max pool] as one op (same
+        results; `cnn gradcheck` checks both forms), and a conv applying the bn after it in infer_internal."""
+        fusion = fusion_plan(self.spec.nodes)
+        for index, act_index in fusion.act.items():
+            op = self.ops[index]
+            act = {ReLU: RELU, ReLU6: RELU6}[self.ops[act_index].node.kind]
+            pool_index = fusion.pool.get(index)
+            if pool_index is not None:
+                fused = BatchNormActPoolOp(op.node, self.dtype, act, self.ops[pool_index])
                 self.ops[index] = fused
-                self.ops[pool_op.node.index] = Fused(pool_op.node, self.dtype, fused)
+                self.ops[pool_index] = Fused(self.ops[pool_index].node, self.dtype, fused)
             else:
                 op.act = act
                 fused = op
-            self.ops[act_op.node.index] = Fused(act_op.node, self.dtype, fused)
-        # conv -> bn: in infer_internal the conv applies the bn (and its fused activation)
-        for op in self.ops:
-            after = sole_reader(op) if isinstance(op, ConvOp) else None
-            if type(after) is BatchNormOp:
-                op.fold = after
-                after.folded = True
+            self.ops[act_index] = Fused(self.ops[act_index].node, self.dtype, fused)
+        for index, bn_index in fusion.fold.items():
+            self.ops[index].fold = self.ops[bn_index]
+            self.ops[bn_index].folded = True
 
     @classmethod
     def from_spec(cls, source: str | Path | Spec, dtype=np.float32, seed: int = 0) -> "Model":
@@ -269,10 +253,7 @@ class Model:
     def logits_node(self) -> int:
         """The node whose output a classification loss takes: a final softmax is folded into the
         loss (fused log-sum-exp), as Keras does with from_logits."""
-        last = self.spec.nodes[self.spec.output_node] if self.spec.output_node != INPUT else None
-        if last is not None and last.kind is Softmax:
-            return last.inputs[0]
-        return self.spec.output_node
+        return self.spec.logits_node
 
     def output_of(self, index: int) -> np.ndarray:
         return self._outputs[index]

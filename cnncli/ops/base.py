@@ -27,6 +27,7 @@ Dimension letters, used the same way in every kernel:
 
 from __future__ import annotations
 
+from math import prod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -35,6 +36,33 @@ from ..spec.graph import Node
 
 if TYPE_CHECKING:
     from ..layers.base import LayerKind
+
+
+class Workspace:
+    """Arrays that live only during one op's forward or backward call (im2col columns, transformed
+    tiles, per-worker partial sums), shared by all ops of a model: each name holds one buffer as large
+    as the largest request, so a model's temporaries cost what its largest op needs, not the sum over
+    ops. An op must not keep a workspace array past the call that asked for it."""
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised array of `shape` on the buffer named `key` (grown when too small)."""
+        dtype = np.dtype(dtype)
+        size = prod(shape) * dtype.itemsize
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < size:
+            buf = self._buffers[key] = np.empty(size, np.uint8)
+        return buf[:size].view(dtype).reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(buf.nbytes for buf in self._buffers.values())
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes per buffer name, as the memory estimate counts them (cnncli/spec/memory.py)."""
+        return {key: buf.nbytes for key, buf in self._buffers.items()}
 
 
 class Op:
@@ -51,6 +79,7 @@ class Op:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self._scratch: dict[str, np.ndarray] = {}
+        self.workspace = Workspace()  # the Model gives all its ops one shared workspace
 
     # -- declared by subclasses
 
@@ -77,13 +106,18 @@ class Op:
     # -- helpers
 
     def scratch(self, key: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
-        """An array kept between steps: allocated once per shape, never zeroed here."""
+        """An array kept between calls (an output, a saved mask, a gradient): allocated once per shape,
+        never zeroed here."""
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         arr = self._scratch.get(key)
         if arr is None or arr.shape != shape or arr.dtype != dtype:
             arr = np.empty(shape, dtype)
             self._scratch[key] = arr
         return arr
+
+    def temp(self, key: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
+        """An array for the current forward or backward call only, on the shared workspace; never zeroed."""
+        return self.workspace.get(key, shape, self.dtype if dtype is None else dtype)
 
     def out_shape(self, batch: int) -> tuple[int, int, int, int]:
         shape = self.node.shape

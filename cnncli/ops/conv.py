@@ -11,10 +11,9 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
-from .threads import parallel, run_parallel, split_work
+from ..spec.workspace import im2col_plan
+from .threads import parallel, run_parallel, workers
 from .winograd import Winograd, applies
-
-CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
 
 
 @kernel
@@ -266,10 +265,16 @@ class ConvOp(Op):
         plan = self._plan(n)
         # The weight gradient is summed transposed, (rows, filters) += cols @ dy.T: OpenBLAS runs that shape faster
         # than dy @ cols.T (per core here: 99 vs 91 GFLOP/s with its AVX2 kernels, 171 vs 82 with AVX-512).
-        partial = self.scratch("gw_partial", (len(plan), self.rows, self.filters))
-        product = self.scratch("gw_product", (len(plan), self.rows, self.filters))
-        # Windows of neighbouring output positions overlap: each worker sums into its own input gradient.
-        dxs = [self.scratch("dx" if i == 0 else f"dx{i}", x.shape) for i in range(len(plan))] if need[0] else None
+        partial = self.temp("gw_partial", (len(plan), self.rows, self.filters))
+        product = self.temp("gw_product", (len(plan), self.rows, self.filters))
+        # Windows of neighbouring output positions overlap: each worker sums into its own input gradient
+        # (the first into the one returned, the others into workspace copies). A 1x1 conv's do not overlap.
+        if not need[0]:
+            dxs = None
+        elif self.pointwise:
+            dxs = [self.scratch("dx", x.shape)]
+        else:
+            dxs = [self.scratch("dx", x.shape)] + [self.temp(f"dx{i}", x.shape) for i in range(1, len(plan))]
 
         def work(worker, runs):
             partial[worker] = 0
@@ -303,12 +308,11 @@ class ConvOp(Op):
     # (all samples of those positions) small enough to stay in cache, whatever the batch size
 
     def _plan(self, batch: int) -> list[list[tuple[int, int]]]:
-        size = max(1, CHUNK_VALUES // (self.rows * batch))
-        self.chunk_positions = min(size, self.ho * self.wo)
-        return split_work(self.ho * self.wo, size)
+        plan, self.chunk_positions = im2col_plan(self.rows, self.ho * self.wo, batch, workers())
+        return plan
 
     def _chunk_buffer(self, name: str, worker: int, positions: int, batch: int) -> np.ndarray:
-        flat = self.scratch(f"{name}{worker}", (self.rows * self.chunk_positions * batch,))
+        flat = self.temp(f"{name}{worker}", (self.rows * self.chunk_positions * batch,))
         return flat[: self.rows * positions * batch].reshape(self.rows, positions * batch)
 
     def _columns(self, worker: int, p0: int, p1: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from ..layers.activation import Softmax
 from ..layers.base import Shape
 from . import memory
 from . import summary as summary_json
@@ -74,6 +75,15 @@ class Spec:
                 size *= d
             total += size
         return total
+
+    @property
+    def logits_node(self) -> int:
+        """The node whose output a classification loss takes: a final softmax is folded into the
+        loss (fused log-sum-exp), as Keras does with from_logits."""
+        last = self.nodes[self.output_node] if self.output_node != INPUT else None
+        if last is not None and last.kind is Softmax:
+            return last.inputs[0]
+        return self.output_node
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
