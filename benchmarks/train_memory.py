@@ -39,7 +39,7 @@ def main() -> None:
     y = rng.integers(0, spec.classes or 1, args.batch)
     tracemalloc.start()
     model = Model(spec, np.float32)
-    settings = dict(spec.train)
+    settings = spec.train
     step = TrainStep(model, losses.from_spec(settings, spec.classes),
                      optim.from_spec(settings, model.flat_params, model.flat_grads))
     for _ in range(2):

@@ -1,13 +1,37 @@
-"""The memory estimate of one float32 training step, as `cnn shapes` shows it."""
+"""The memory estimate of one float32 training step, as `cnn shapes` shows it and as cnncli checks
+against the available memory before it allocates.
+
+The estimate counts what the engine allocates, layer by layer: each op's output and what it saves
+for backward (arg-max indices, dropout masks, batch statistics, Winograd's padded input), the
+gradient each op writes for its input, the sum for a layer read by two others, and the workspace of
+temporaries that all ops share (sized by the formulas of spec/workspace.py, which the ops use too).
+Layers the engine fuses (spec/fusion.py) keep nothing of their own. tests/test_train_memory.py
+checks every layer kind's figure against the arrays its op really holds.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from math import prod
 from typing import TYPE_CHECKING
 
+from ..layers.activation import Dropout, Softmax
+from ..layers.conv import Conv
+from ..layers.dense import Dense, Flatten
+from ..layers.merge import Add, Concat, Multiply, Shortcut
+from ..layers.norm import BatchNorm, LocalResponseNorm
+from ..layers.pool import GlobalAvgPool, GlobalMaxPool, MaxPool
+from . import workspace as ws
+from .fusion import plan as fusion_plan
+from .graph import INPUT
+
 if TYPE_CHECKING:
+    from .graph import Node
     from .network import Spec
 
 BYTES_PER_VALUE = 4  # float32
+INDEX_BYTES = 4  # int32 arg-max positions
+STAT_BYTES = 8  # batch norm's per-channel mean and 1/std, float64
 
 
 def optimizer_slots(train) -> int:
@@ -18,17 +42,243 @@ def optimizer_slots(train) -> int:
     return len(OPTIMIZERS[opt["name"]].state(opt))
 
 
-def train_step_bytes(spec: Spec, batch: int) -> dict[str, int]:
-    """Weights, their gradients, optimizer state, BN buffers, and per sample every layer's output
-    plus its gradient."""
+@dataclass
+class LayerMemory:
+    """Bytes one layer's op holds after a training step."""
+
+    kept: int = 0  # its output and what forward saves for backward
+    gradient: int = 0  # the gradient(s) its backward writes for its inputs
+    workspace: dict[str, int] = field(default_factory=dict)  # temporaries, by name on the shared workspace
+
+    def need(self, key: str, values: int, value_bytes: int = BYTES_PER_VALUE) -> None:
+        self.workspace[key] = max(self.workspace.get(key, 0), values * value_bytes)
+
+
+@dataclass
+class Context:
+    """What a layer's arrays depend on beyond its own shapes."""
+
+    batch: int
+    workers: int
+    backward: bool  # the layer's backward runs (it lies between the input and the loss)
+    pool: Node | None  # a bn that also applies the max pool after that relu
+
+
+def _values(shape, batch: int) -> int:
+    return prod(shape) * batch
+
+
+def _conv(node: Node, ctx: Context) -> LayerMemory:
+    n, m = ctx.batch, LayerMemory()
+    c, h, w = node.in_shapes[0]
+    k, ho, wo = node.shape
+    window, groups = node.info.window, node.info.groups
+    x_values = c * h * w * n
+    m.kept = k * ho * wo * n * BYTES_PER_VALUE
+    input_grad = ctx.backward and node.inputs[0] != INPUT
+    if input_grad:
+        m.gradient = x_values * BYTES_PER_VALUE
+    if groups > 1:
+        return m
+    if _winograd(window, groups):
+        return _winograd_conv(m, c, h, w, k, ho, wo, window, ctx, input_grad)
+    fh, fw = window.kernel
+    rows = c * fh * fw
+    pointwise = (fh, fw, window.stride, window.pad_h[0], window.pad_w[0]) == (1, 1, (1, 1), 0, 0)
+    plan, chunk = ws.im2col_plan(rows, ho * wo, n, ctx.workers)
+    for worker in range(len(plan) if not pointwise else 0):
+        m.need(f"cols{worker}", rows * chunk * n)
+    if not ctx.backward:
+        return m
+    m.need("gw_partial", len(plan) * rows * k)
+    m.need("gw_product", len(plan) * rows * k)
+    if input_grad and not pointwise:
+        for worker in range(len(plan)):
+            m.need(f"dcols{worker}", rows * chunk * n)
+            if worker:
+                m.need(f"dx{worker}", x_values)
+    return m
+
+
+def _winograd(window, groups: int) -> bool:
+    return tuple(window.kernel) == (3, 3) and tuple(window.stride) == (1, 1) and tuple(window.dilation) == (1, 1) \
+        and groups == 1
+
+
+def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, window, ctx: Context, input_grad: bool) -> LayerMemory:
+    """F(2x2, 3x3)'s padded copies, transformed filters and per-worker tile chunks (cnncli/ops/winograd.py),
+    held by each conv op."""
+    n, v = ctx.batch, BYTES_PER_VALUE
+    th, tw = ws.winograd_tiles(ho, wo)
+    plan, most = ws.winograd_plan(th * tw, c + k, n, ctx.workers)
+    per_op = c * (2 * th + 2) * (2 * tw + 2) * n + 16 * k * c  # padded input, transformed filters
+    per_op += len(plan) * 16 * (c + k) * most * n  # each worker's input and product tiles
+    if ctx.backward:
+        per_op += 2 * len(plan) * 16 * k * c  # the weight gradient's partial sums and products
+        if (ho, wo) != (2 * th, 2 * tw):
+            per_op += k * 2 * th * 2 * tw * n  # dy padded to whole tiles
+    if input_grad:
+        th, tw = ws.winograd_tiles(h, w)
+        plan, most = ws.winograd_plan(th * tw, c + k, n, ctx.workers)
+        per_op += k * (2 * th + 2) * (2 * tw + 2) * n + 16 * c * k + len(plan) * 16 * (c + k) * most * n
+    m.kept += per_op * v
+    return m
+
+
+def _batch_norm(node: Node, ctx: Context) -> LayerMemory:
+    n, m = ctx.batch, LayerMemory()
+    channels = node.shape[0]
+    out = ctx.pool.shape if ctx.pool is not None else node.shape
+    m.kept = _values(out, n) * BYTES_PER_VALUE + 2 * channels * STAT_BYTES
+    if ctx.pool is not None:
+        m.kept += _values(out, n) * INDEX_BYTES
+    if not node.params["affine"]:
+        m.kept += 2 * channels * BYTES_PER_VALUE  # gamma = 1, beta = 0
+        if ctx.backward:
+            m.kept += 2 * channels * BYTES_PER_VALUE  # their unused gradients
+    if ctx.backward:
+        m.gradient = _values(node.in_shapes[0], n) * BYTES_PER_VALUE
+    return m
+
+
+def _window(node: Node, ctx: Context) -> LayerMemory:
+    """Output and input gradient; max pooling also keeps its arg-max."""
+    n = ctx.batch
+    m = LayerMemory(kept=_values(node.shape, n) * BYTES_PER_VALUE)
+    if node.kind in (MaxPool, GlobalMaxPool, GlobalAvgPool):
+        m.kept += _values(node.shape, n) * INDEX_BYTES
+    if ctx.backward:
+        m.gradient = _values(node.in_shapes[0], n) * BYTES_PER_VALUE
+    return m
+
+
+def _dense(node: Node, ctx: Context) -> LayerMemory:
+    m = LayerMemory(kept=_values(node.shape, ctx.batch) * BYTES_PER_VALUE)
+    if ctx.backward and node.inputs[0] != INPUT:
+        m.gradient = _values(node.in_shapes[0], ctx.batch) * BYTES_PER_VALUE
+    return m
+
+
+def _dropout(node: Node, ctx: Context) -> LayerMemory:
+    if node.params["rate"] == 0:
+        return LayerMemory()
+    values = _values(node.shape, ctx.batch)
+    m = LayerMemory(kept=values * (2 * BYTES_PER_VALUE + 1))  # output, scaled mask, kept flags
+    if ctx.backward:
+        m.gradient = values * BYTES_PER_VALUE
+    return m
+
+
+def _lrn(node: Node, ctx: Context) -> LayerMemory:
+    values = _values(node.shape, ctx.batch)
+    m = LayerMemory(kept=2 * values * BYTES_PER_VALUE)  # output, the per-value scale
+    if ctx.backward:
+        m.gradient = values * BYTES_PER_VALUE
+        m.need("t", values)
+    return m
+
+
+def _multiply(node: Node, ctx: Context) -> LayerMemory:
+    values = _values(node.shape, ctx.batch)
+    m = LayerMemory(kept=values * BYTES_PER_VALUE)
+    if not ctx.backward:
+        return m
+    full = prod(node.shape)
+    for position, (i, shape) in enumerate(zip(node.inputs, node.in_shapes)):
+        others = [prod(s) for j, s in enumerate(node.in_shapes) if j != position]
+        if i == INPUT:
+            continue
+        if prod(shape) != full and others == [full]:  # a squeeze-and-excitation scale: its own shape
+            m.gradient += _values(shape, ctx.batch) * BYTES_PER_VALUE
+        else:
+            m.gradient += values * BYTES_PER_VALUE
+    return m
+
+
+def _output_only(node: Node, ctx: Context) -> LayerMemory:
+    return LayerMemory(kept=_values(node.shape, ctx.batch) * BYTES_PER_VALUE)
+
+
+def _output_and_gradient(node: Node, ctx: Context) -> LayerMemory:
+    m = _output_only(node, ctx)
+    if ctx.backward:
+        m.gradient = _values(node.in_shapes[0], ctx.batch) * BYTES_PER_VALUE
+    return m
+
+
+_RULES = {
+    Conv: _conv, BatchNorm: _batch_norm, Dense: _dense, Dropout: _dropout, LocalResponseNorm: _lrn,
+    Multiply: _multiply, Add: _output_only, Concat: _output_only, Flatten: lambda node, ctx: LayerMemory(),
+    Shortcut: _output_and_gradient, Softmax: _output_and_gradient,
+}
+
+
+def layers(spec: Spec, batch: int, workers: int | None = None) -> list[LayerMemory]:
+    """What each layer's op holds after a training step at `batch`, in node order. Fused-away layers
+    hold nothing; element-wise activations and average pooling keep their output and input gradient."""
+    workers = ws.default_threads() if workers is None else workers
+    fusion = fusion_plan(spec.nodes)
+    absorbed = fusion.absorbed
+    reached = _reaching(spec, loss_node(spec))
+    out = []
+    for node in spec.nodes:
+        if node.index in absorbed:
+            out.append(LayerMemory())
+            continue
+        pool = fusion.pool.get(node.index)
+        ctx = Context(batch, workers, node.index in reached, spec.nodes[pool] if pool is not None else None)
+        rule = _RULES.get(node.kind, _window if node.kind in (MaxPool, GlobalMaxPool, GlobalAvgPool) else None)
+        out.append((rule or _output_and_gradient)(node, ctx))
+    return out
+
+
+def loss_node(spec: Spec) -> int:
+    """The node whose output the training loss takes (a final softmax is folded into cross-entropy)."""
+    return spec.logits_node if spec.train.loss_setting(spec.classes)["name"] == "cross_entropy" else spec.output_node
+
+
+def _reaching(spec: Spec, start: int) -> set[int]:
+    """The nodes the loss's gradient reaches: `start` and everything it reads."""
+    seen, todo = set(), [start]
+    while todo:
+        i = todo.pop()
+        if i != INPUT and i not in seen:
+            seen.add(i)
+            todo.extend(spec.nodes[i].inputs)
+    return seen
+
+
+def _sums(spec: Spec, batch: int) -> int:
+    """The Model's buffers for gradients that arrive from two or more readers of one layer."""
+    reached = _reaching(spec, loss_node(spec))
+    arrivals: dict[int, int] = {}
+    for node in spec.nodes:
+        if node.index in reached:
+            for i in node.inputs:
+                arrivals[i] = arrivals.get(i, 0) + 1
+    return sum(_values(spec.nodes[i].shape, batch) * BYTES_PER_VALUE for i, count in arrivals.items()
+               if i != INPUT and count > 1)
+
+
+def train_step_bytes(spec: Spec, batch: int, workers: int | None = None) -> dict[str, int]:
+    """Weights, their gradients, optimizer state, BN buffers; per layer its output and saved arrays
+    (activations), the gradients of those (with the loss's), and the shared workspace."""
     params = spec.total_params
+    per_layer = layers(spec, batch, workers)
+    workspace: dict[str, int] = {}
+    for layer in per_layer:
+        for key, size in layer.workspace.items():
+            workspace[key] = max(workspace.get(key, 0), size)
+    loss_gradient = _values(spec.nodes[loss_node(spec)].shape, batch) * BYTES_PER_VALUE if spec.nodes else 0
     out = {
         "batch": batch,
         "weights": params * BYTES_PER_VALUE,
         "gradients": params * BYTES_PER_VALUE,
         "optimizer_state": optimizer_slots(spec.train) * spec.trainable_params * BYTES_PER_VALUE,
         "buffers": spec.buffers * BYTES_PER_VALUE,
-        "activations": 2 * batch * spec.activations_per_sample * BYTES_PER_VALUE,
+        "activations": sum(layer.kept for layer in per_layer),
+        "activation_gradients": sum(layer.gradient for layer in per_layer) + _sums(spec, batch) + loss_gradient,
+        "workspace": sum(workspace.values()),
     }
     out["total"] = sum(v for k, v in out.items() if k != "batch")
     return out

@@ -39,5 +39,22 @@ def split_work(n: int, chunk: int, workers: int) -> list[list[tuple[int, int]]]:
 def im2col_plan(rows: int, positions: int, batch: int, workers: int) -> tuple[list, int]:
     """The im2col path's chunks of output positions: (the plan, positions in the largest chunk).
     rows = input channels per group x kernel height x kernel width, one column per (position, sample)."""
-    size = max(1, IM2COL_CHUNK_VALUES // (rows * batch))
+    size = max(1, IM2COL_CHUNK_VALUES // max(rows * batch, 1))
     return split_work(positions, size, workers), min(size, positions)
+
+
+# Winograd F(2x2, 3x3): transformed-tile values per worker chunk (input and product tiles together),
+# 1 MiB of float32.
+WINOGRAD_CHUNK_VALUES = 1 << 18
+
+
+def winograd_tiles(rows: int, cols: int) -> tuple[int, int]:
+    """Tiles of 2x2 outputs that cover a rows x cols output."""
+    return (rows + 1) // 2, (cols + 1) // 2
+
+
+def winograd_plan(tiles: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
+    """Chunks of tiles for the workers: (the plan, tiles in the largest chunk); `channels` are the
+    input and output channels of the GEMMs together."""
+    size = max(1, WINOGRAD_CHUNK_VALUES // max(16 * channels * batch, 1))
+    return split_work(tiles, size, workers), min(size, tiles)
