@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3): the same convolution as im2col + GEMM, forward and both gradients."""
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3): the same convolution as im2col + GEMM, forward and both
+gradients."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from cnncli.ops import threads, winograd
 from cnncli.spec import loads
 
 
-def pair(chain: str, input: str, dtype=np.float64, seed: int = 2) -> tuple[Model, Model]:
-    """The same network twice: with Winograd and with every conv on the im2col path."""
+def pair(chain: str, input: str, dtype=np.float64, seed: int = 2, size: int | None = None) -> tuple[Model, Model]:
+    """The same network twice: with Winograd (tiles of `size`, default: the engine's choice) and with
+    every conv on the im2col path."""
     spec = loads(f"input: {input}\nnet: {chain}\n")
     fast, plain = Model(spec, dtype, seed), Model(spec, np.float64, seed)
     assert any(getattr(op, "winograd", None) is not None for op in fast.ops)
+    for op in fast.ops:
+        if size is not None and getattr(op, "winograd", None) is not None:
+            op.winograd = winograd.Winograd(op, size)
     for op in plain.ops:
         if getattr(op, "winograd", None) is not None:
             op.winograd = None
@@ -38,11 +43,13 @@ def run(m: Model, x, dy=None):
 ])
 @pytest.mark.parametrize("chunk_tiles", [1, 3, 1000])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tiles, workers):
+@pytest.mark.parametrize("size", [2, 4])
+def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tiles, workers, size):
     c = int(input.split("x")[0])
-    fast, plain = pair(chain, input)
+    fast, plain = pair(chain, input, size=size)
     k = fast.ops[0].filters
-    monkeypatch.setattr(winograd, "CHUNK_VALUES", chunk_tiles * 16 * (c + k) * 3)  # `chunk_tiles` tiles of 3 samples
+    points = winograd.TILINGS[size].points
+    monkeypatch.setattr(winograd, "CHUNK_VALUES", chunk_tiles * points * (c + k) * 3)  # `chunk_tiles` tiles of 3 samples
     monkeypatch.setattr(threads, "_threads", workers)
     x = np.random.default_rng(0).normal(0, 1, (3, *map(int, input.split("x"))))
     y, dx, grads, dy = run(plain, x)
@@ -53,10 +60,11 @@ def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tile
         np.testing.assert_allclose(grads2[name], g, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-def test_winograd_float32_is_within_1e_4_of_float64():
+@pytest.mark.parametrize("size", [2, 4])
+def test_winograd_float32_is_within_1e_4_of_float64(size):
     """Realistic magnitudes: 64 channels, He-initialised filters, unit-normal inputs, a batch of 16."""
     chain = "conv k=64 f=3 p=1 init=he_normal -> conv k=64 f=3 p=1 init=he_normal"
-    fast, plain = pair(chain, "64x8x8", np.float32)
+    fast, plain = pair(chain, "64x8x8", np.float32, size=size)
     for name, value in plain.params().items():
         fast.set_param(name, value)
     x = np.random.default_rng(0).normal(0, 1, (16, 64, 8, 8))
@@ -71,19 +79,47 @@ def test_winograd_float32_is_within_1e_4_of_float64():
         assert relative(grads2[name], g) < 1e-4, name
 
 
-def test_filter_transform_and_its_adjoint():
+@pytest.mark.parametrize("size", [2, 4])
+def test_filter_transform_and_its_adjoint(size):
     """<transform_filters(w), du> = <w, filter_gradient(du)>: the weight gradient is the true adjoint."""
     rng = np.random.default_rng(0)
-    w, du = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(16, 3, 2))
-    u = winograd.transform_filters(w, np.empty((16, 3, 2)))
+    g = winograd.TILINGS[size].g
+    points = winograd.TILINGS[size].points
+    w, du = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(points, 3, 2))
+    u = winograd.transform_filters(w, np.empty((points, 3, 2)), g)
     back = np.empty_like(w)
-    winograd.filter_gradient(du, back)
+    winograd.filter_gradient(du, back, g)
     assert np.isclose(np.sum(u * du), np.sum(w * back), rtol=1e-12)
     # a 3x3 filter that is 1 in its centre keeps its value at the 4 central tile positions
     centre = np.zeros((1, 1, 3, 3))
     centre[0, 0, 1, 1] = 1
     u = winograd.transform_filters(centre, np.empty((16, 1, 1))).reshape(4, 4)
     np.testing.assert_array_equal(u, np.outer([0, 0.5, -0.5, 0], [0, 0.5, -0.5, 0]))
+
+
+def test_one_dimensional_f4_by_hand():
+    """F(4, 3) on one row: At ((G g) * (Bt d)) is the correlation of d with g. Bt and At as written
+    out in the kernels, run through them on a single 6x6 tile whose rows are all d."""
+    d = np.array([1.0, 2.0, -1.0, 0.5, 3.0, -2.0])
+    g = np.array([0.5, -1.0, 2.0])
+    expected = np.array([np.dot(g, d[i : i + 3]) for i in range(4)])  # by hand: -3.5, 3, 5, -6.75
+    np.testing.assert_allclose(expected, [-3.5, 3.0, 5.0, -6.75])
+    # a 2-D filter that is g in its middle row and zero elsewhere, on an input whose rows are all d
+    x = np.tile(d, (6, 1))[None, :, :, None]  # (C=1, 6, 6, N=1)
+    w = np.zeros((1, 1, 3, 3))
+    w[0, 0, 1] = g
+    v = np.empty((36, 1, 1))
+    winograd.input_transform_4(x, 0, 1, 1, v)
+    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.G4)
+    out = np.empty((1, 4, 4, 1))
+    winograd.output_transform_4(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
+    np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (4, 1)), atol=1e-12)
+
+
+def test_tiling_choice_keeps_the_gemms_smallest():
+    """F(4x4) from 3x3 outputs up, F(2x2) on 1-2 and on 5-6 (where 2x2 tiles fit and 4x4 ones waste)."""
+    assert [winograd.tile_size(n, n) for n in range(1, 10)] == [2, 2, 4, 4, 2, 2, 4, 4, 4]
+    assert winograd.tile_size(32, 32) == 4 and winograd.tile_size(56, 2) == 2
 
 
 def test_which_convs_use_winograd():

@@ -1,18 +1,24 @@
-"""Winograd minimal filtering F(2x2, 3x3) (Lavin & Gray, 2016) for 3x3, stride-1 convolutions.
+"""Winograd minimal filtering (Lavin & Gray, 2016) for 3x3, stride-1 convolutions: F(4x4, 3x3) and
+F(2x2, 3x3), whichever needs the smaller GEMMs for the layer's output size (tile_size).
 
-Each 2x2 tile of the output is computed from a 4x4 tile of the input with 16 multiplications per
-channel pair instead of 36: the input tiles are transformed (V = Bt d B), multiplied by the
-transformed filters (U = G g Gt) as 16 GEMMs, one per tile position xi, of (filters x channels) @
-(channels x tiles*batch), and transformed back (Y = At M A). The batch is innermost (CHWN), so every
-transform runs on contiguous vectors of samples, and each GEMM folds all samples of a chunk of tiles.
+Each m x m tile of the output is computed from an (m + 2) x (m + 2) tile of the input: the input
+tiles are transformed (V = Bt d B), multiplied by the transformed filters (U = G g Gt) as (m + 2)^2
+GEMMs, one per tile point xi, of (filters x channels) @ (channels x tiles*batch), and transformed
+back (Y = At M A). F(2x2) does 16 multiplications per output pair of channels where direct
+convolution does 36 (2.25x fewer), F(4x4) 36 per 16 outputs (4x fewer). The batch is innermost
+(CHWN), so every transform runs on contiguous vectors of samples, and each GEMM folds all samples
+of a chunk of tiles.
 
 The backward pass has the same forms: the input gradient is this convolution of dy with the flipped,
-transposed filters; the weight gradient sums (A dY At) (x) V over the tiles as 16 GEMMs and maps the
-sum back with Gt . G. F(2x2, 3x3)'s transforms have coefficients 0, +-1 and 1/2 only, so float32
-results stay within about 1e-6 of the float64 ones (tests/test_winograd.py).
+transposed filters; the weight gradient sums (A dY At) (x) V over the tiles as one GEMM per tile
+point and maps the sum back with Gt . G. F(2x2)'s transforms have coefficients 0, +-1 and 1/2 only;
+F(4x4)'s hold up to 8 and 1/24, so its float32 results are a few 1e-6 (relative) from the float64
+ones instead of about 1e-7 (tests/test_winograd.py bounds both at 1e-4 on realistic magnitudes).
 """
 
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -20,10 +26,10 @@ from .jit import kernel
 from .pool import NO_ACT, RELU6
 from .threads import parallel, run_parallel, split_work
 
-# Transformed-tile values per worker chunk (input and product tiles together): 1 MiB of float32.
-CHUNK_VALUES = 1 << 18
+# Transformed-tile values per worker chunk (input and product tiles together): 2 MiB of float32.
+CHUNK_VALUES = 1 << 19
 
-G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+G2 = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 # Bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]: row i of Bt d is d[a] + sign * d[b]
 BT_ROWS = np.array([[0, 2, -1], [1, 2, 1], [2, 1, -1], [1, 3, -1]])
 A = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]])  # At = A.T; row i of A dY: A[i] @ dY
@@ -33,20 +39,22 @@ def applies(filter_size, stride, dilation, groups) -> bool:
     return tuple(filter_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
 
 
-def transform_filters(w: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3); out (16, K, C)."""
-    g = G.astype(w.dtype)
-    t = np.tensordot(g, w, axes=(1, 2))  # (4, K, C, 3)
-    u = np.tensordot(t, g, axes=(3, 1))  # (4, K, C, 4)
-    out.reshape(4, 4, *w.shape[:2])[...] = u.transpose(0, 3, 1, 2)
+def transform_filters(w: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> np.ndarray:
+    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3) and G (a, 3); out (a * a, K, C)."""
+    g = g.astype(w.dtype)
+    a = len(g)
+    t = np.tensordot(g, w, axes=(1, 2))  # (a, K, C, 3)
+    u = np.tensordot(t, g, axes=(3, 1))  # (a, K, C, a)
+    out.reshape(a, a, *w.shape[:2])[...] = u.transpose(0, 3, 1, 2)
     return out
 
 
-def filter_gradient(du: np.ndarray, out: np.ndarray) -> None:
-    """The adjoint of transform_filters: out[k, c] = Gt dU[:, k, c] G, for du (16, K, C)."""
-    g = G.astype(du.dtype)
+def filter_gradient(du: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> None:
+    """The adjoint of transform_filters: out[k, c] = Gt dU[:, k, c] G, for du (a * a, K, C)."""
+    g = g.astype(du.dtype)
+    a = len(g)
     K, C = du.shape[1:]
-    t = np.tensordot(g, du.reshape(4, 4, K, C), axes=(0, 0))  # (3, 4, K, C)
+    t = np.tensordot(g, du.reshape(a, a, K, C), axes=(0, 0))  # (3, a, K, C)
     out[...] = np.tensordot(t, g, axes=(1, 0)).transpose(1, 2, 0, 3)  # (3, K, C, 3) -> (K, C, 3, 3)
 
 
@@ -76,14 +84,14 @@ def pad_into(lo, hi, x, pt, pl, xp):
 
 
 @kernel
-def tile_corner(t, tiles_w):
-    """Row and column where tile t starts (in the padded input, or in the output): tiles of 2x2
-    outputs, tiles_w to a row."""
-    return 2 * (t // tiles_w), 2 * (t % tiles_w)
+def tile_corner(t, tiles_w, size):
+    """Row and column where tile t starts (in the padded input, or in the output): tiles of
+    size x size outputs, tiles_w to a row."""
+    return size * (t // tiles_w), size * (t % tiles_w)
 
 
 @kernel
-def input_transform(xp, t0, t1, tiles_w, v):
+def input_transform_2(xp, t0, t1, tiles_w, v):
     """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 4x4 input tile d of tile t (rows 2 * (t //
     tiles_w), columns 2 * (t % tiles_w) of the padded input xp), tiles t0..t1-1. One pass per row of
     Bt d (the sum or difference of two rows of d), so each loop writes only 4 streams and vectorises."""
@@ -91,7 +99,7 @@ def input_transform(xp, t0, t1, tiles_w, v):
     out = v.reshape(16, C, v.shape[2] // N, N)
     for c in range(C):
         for t in range(t0, t1):
-            r, s = tile_corner(t, tiles_w)
+            r, s = tile_corner(t, tiles_w, 2)
             tt = t - t0
             for row in range(4):
                 ra, rb = r + BT_ROWS[row, 0], r + BT_ROWS[row, 1]
@@ -108,7 +116,7 @@ def input_transform(xp, t0, t1, tiles_w, v):
 
 
 @kernel
-def output_transform(m, t0, t1, tiles_w, bias, use_bias, act, out):
+def output_transform_2(m, t0, t1, tiles_w, bias, use_bias, act, out):
     """out[k, 2 * th + a, 2 * tw + b, n] = (At M A)[a, b] (+ bias[k]) for tiles t0..t1-1, m (16, K, tiles * N),
     then ReLU (act 1) or ReLU6 (act 2); a tile's rows and columns past the output's edge are dropped."""
     K, ho, wo, N = out.shape
@@ -118,7 +126,7 @@ def output_transform(m, t0, t1, tiles_w, bias, use_bias, act, out):
     for k in range(K):
         add = bias[k] if use_bias else out.dtype.type(0)
         for t in range(t0, t1):
-            r, s = tile_corner(t, tiles_w)
+            r, s = tile_corner(t, tiles_w, 2)
             tt = t - t0
             r1 = min(r + 1, ho - 1)  # a cut tile writes its edge value twice, the kept one last
             s1 = min(s + 1, wo - 1)
@@ -140,15 +148,15 @@ def output_transform(m, t0, t1, tiles_w, bias, use_bias, act, out):
 
 
 @kernel
-def gradient_transform(dy, t0, t1, tiles_w, m):
-    """The adjoint of output_transform: m[xi, k, (t - t0) * N + n] = (A dY At)[xi] for the 2x2 tile dY
+def gradient_transform_2(dy, t0, t1, tiles_w, m):
+    """The adjoint of output_transform_2: m[xi, k, (t - t0) * N + n] = (A dY At)[xi] for the 2x2 tile dY
     of dy (K, 2 * tiles_h, 2 * tiles_w, N; even-sized, zero-padded where the output is odd). One pass
     per row of A dY, as in input_transform."""
     K, _, _, N = dy.shape
     out = m.reshape(16, K, m.shape[2] // N, N)
     for k in range(K):
         for t in range(t0, t1):
-            r, s = tile_corner(t, tiles_w)
+            r, s = tile_corner(t, tiles_w, 2)
             tt = t - t0
             for row in range(4):
                 top, bottom = dy.dtype.type(A[row, 0]), dy.dtype.type(A[row, 1])
@@ -161,44 +169,225 @@ def gradient_transform(dy, t0, t1, tiles_w, m):
                     out[4 * row + 3, k, tt, n] = -p1
 
 
-class Winograd:
-    """The F(2x2, 3x3) passes of one conv op, with buffers kept in the op's scratch space."""
+# -- F(4x4, 3x3): 6x6 input tiles, 36 GEMMs, a quarter of direct convolution's multiplications.
+# Bt, G and At are Lavin & Gray's (interpolation points 0, +-1, +-2 and infinity):
+#   Bt = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+#         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+#   At = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+# Each 2-D transform is two 1-D passes, over the tile's columns into a small buffer and then over
+# its rows, with the 1-D transform written out so that each pass keeps few values live and
+# vectorises over the samples.
 
-    def __init__(self, op):
+G4 = np.array([
+    [1 / 4, 0.0, 0.0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0.0, 0.0, 1.0],
+])
+
+
+@kernel
+def lane(flat, start, n):
+    """flat[start:start + n]. The F(4x4) kernels write through such 1-D views: stores into one
+    flat view vectorise, stores into several planes of a 4-D array ran 2.5x slower here."""
+    return flat[start : start + n]
+
+
+@kernel
+def input_transform_4(xp, t0, t1, tiles_w, v):
+    """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 6x6 input tile d of tile t (rows 4 * (t //
+    tiles_w), columns 4 * (t % tiles_w) of the padded input xp), tiles t0..t1-1."""
+    C, _, _, N = xp.shape
+    flat = v.reshape(-1)
+    plane = v.shape[1] * v.shape[2]
+    cols = np.empty((6, 6, N), xp.dtype)  # Bt d, one column of d at a time
+    two, four, five = xp.dtype.type(2), xp.dtype.type(4), xp.dtype.type(5)
+    for c in range(C):
+        for t in range(t0, t1):
+            r, s = tile_corner(t, tiles_w, 4)
+            for j in range(6):
+                for n in range(N):
+                    d0, d1, d2 = xp[c, r, s + j, n], xp[c, r + 1, s + j, n], xp[c, r + 2, s + j, n]
+                    d3, d4, d5 = xp[c, r + 3, s + j, n], xp[c, r + 4, s + j, n], xp[c, r + 5, s + j, n]
+                    a, b = d4 - four * d2, d3 - four * d1
+                    e, f = d4 - d2, two * (d3 - d1)
+                    cols[0, j, n] = four * d0 - five * d2 + d4
+                    cols[1, j, n] = a + b
+                    cols[2, j, n] = a - b
+                    cols[3, j, n] = e + f
+                    cols[4, j, n] = e - f
+                    cols[5, j, n] = four * d1 - five * d3 + d5
+            at = c * v.shape[2] + (t - t0) * N
+            for i in range(6):
+                row, o = cols[i], at + 6 * i * plane
+                o0, o1, o2 = lane(flat, o, N), lane(flat, o + plane, N), lane(flat, o + 2 * plane, N)
+                o3, o4, o5 = lane(flat, o + 3 * plane, N), lane(flat, o + 4 * plane, N), lane(flat, o + 5 * plane, N)
+                for n in range(N):
+                    d0, d1, d2, d3, d4, d5 = row[0, n], row[1, n], row[2, n], row[3, n], row[4, n], row[5, n]
+                    a, b = d4 - four * d2, d3 - four * d1
+                    e, f = d4 - d2, two * (d3 - d1)
+                    o0[n] = four * d0 - five * d2 + d4
+                    o1[n] = a + b
+                    o2[n] = a - b
+                    o3[n] = e + f
+                    o4[n] = e - f
+                    o5[n] = four * d1 - five * d3 + d5
+
+
+@kernel
+def output_transform_4(m, t0, t1, tiles_w, bias, use_bias, act, out):
+    """out[k, 4 * th + a, 4 * tw + b, n] = (At M A)[a, b] (+ bias[k]) for tiles t0..t1-1, m (36, K,
+    tiles * N), then ReLU (act 1) or ReLU6 (act 2); a cut tile's rows and columns past the output's
+    edge land on the edge, written before the kept value (so the kept one stays)."""
+    K, ho, wo, N = out.shape
+    low = out.dtype.type(0) if act != NO_ACT else out.dtype.type(-np.inf)
+    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    two, four, eight = out.dtype.type(2), out.dtype.type(4), out.dtype.type(8)
+    mm = m.reshape(36, K, m.shape[2] // N, N)
+    flat = out.reshape(-1)
+    rows = np.empty((4, 6, N), out.dtype)  # At M, one column of M at a time
+    for k in range(K):
+        add = bias[k] if use_bias else out.dtype.type(0)
+        for t in range(t0, t1):
+            r, s = tile_corner(t, tiles_w, 4)
+            tt = t - t0
+            for j in range(6):
+                for n in range(N):
+                    m0, m1, m2 = mm[j, k, tt, n], mm[6 + j, k, tt, n], mm[12 + j, k, tt, n]
+                    m3, m4, m5 = mm[18 + j, k, tt, n], mm[24 + j, k, tt, n], mm[30 + j, k, tt, n]
+                    a, b, c, d = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+                    rows[0, j, n] = m0 + a + c
+                    rows[1, j, n] = b + two * d
+                    rows[2, j, n] = a + four * c
+                    rows[3, j, n] = b + eight * d + m5
+            for q in range(3, -1, -1):
+                o = ((k * ho + min(r + q, ho - 1)) * wo + s) * N
+                y0 = lane(flat, o, N)
+                y1 = lane(flat, o + (min(s + 1, wo - 1) - s) * N, N)
+                y2 = lane(flat, o + (min(s + 2, wo - 1) - s) * N, N)
+                y3 = lane(flat, o + (min(s + 3, wo - 1) - s) * N, N)
+                row = rows[q]
+                for n in range(N):
+                    m0, m1, m2, m3, m4, m5 = row[0, n], row[1, n], row[2, n], row[3, n], row[4, n], row[5, n]
+                    a, b, c, d = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+                    y3[n] = min(max(b + eight * d + m5 + add, low), high)
+                    y2[n] = min(max(a + four * c + add, low), high)
+                    y1[n] = min(max(b + two * d + add, low), high)
+                    y0[n] = min(max(m0 + a + c + add, low), high)
+
+
+@kernel
+def gradient_transform_4(dy, t0, t1, tiles_w, m):
+    """The adjoint of output_transform_4: m[xi, k, (t - t0) * N + n] = (A dY At)[xi] for the 4x4
+    tile dY of dy (K, 4 * tiles_h, 4 * tiles_w, N; zero-padded where the output is not a multiple of 4)."""
+    K, _, _, N = dy.shape
+    flat = m.reshape(-1)
+    plane = m.shape[1] * m.shape[2]
+    cols = np.empty((6, 4, N), dy.dtype)  # A dY, one column of dY at a time
+    two, four, eight = dy.dtype.type(2), dy.dtype.type(4), dy.dtype.type(8)
+    for k in range(K):
+        for t in range(t0, t1):
+            r, s = tile_corner(t, tiles_w, 4)
+            for j in range(4):
+                for n in range(N):
+                    y0, y1, y2, y3 = dy[k, r, s + j, n], dy[k, r + 1, s + j, n], dy[k, r + 2, s + j, n], dy[k, r + 3, s + j, n]
+                    a, b = y0 + y2, y1 + y3
+                    c, d = y0 + four * y2, two * y1 + eight * y3
+                    cols[0, j, n] = y0
+                    cols[1, j, n] = a + b
+                    cols[2, j, n] = a - b
+                    cols[3, j, n] = c + d
+                    cols[4, j, n] = c - d
+                    cols[5, j, n] = y3
+            at = k * m.shape[2] + (t - t0) * N
+            for i in range(6):
+                col, o = cols[i], at + 6 * i * plane
+                o0, o1, o2 = lane(flat, o, N), lane(flat, o + plane, N), lane(flat, o + 2 * plane, N)
+                o3, o4, o5 = lane(flat, o + 3 * plane, N), lane(flat, o + 4 * plane, N), lane(flat, o + 5 * plane, N)
+                for n in range(N):
+                    y0, y1, y2, y3 = col[0, n], col[1, n], col[2, n], col[3, n]
+                    a, b = y0 + y2, y1 + y3
+                    c, d = y0 + four * y2, two * y1 + eight * y3
+                    o0[n] = y0
+                    o1[n] = a + b
+                    o2[n] = a - b
+                    o3[n] = c + d
+                    o4[n] = c - d
+                    o5[n] = y3
+
+
+class Tiling(NamedTuple):
+    """One Winograd algorithm F(m x m, 3x3): its filter transform matrix G ((m + 2) x 3) and kernels."""
+
+    size: int  # m, outputs per tile side
+    g: np.ndarray
+    input_transform: Callable
+    output_transform: Callable
+    gradient_transform: Callable
+
+    @property
+    def points(self) -> int:
+        """Values per transformed tile, (m + 2)^2: the number of GEMMs."""
+        return (self.size + 2) ** 2
+
+
+TILINGS = {
+    2: Tiling(2, G2, input_transform_2, output_transform_2, gradient_transform_2),
+    4: Tiling(4, G4, input_transform_4, output_transform_4, gradient_transform_4),
+}
+
+
+def tile_size(rows: int, cols: int) -> int:
+    """The tiling whose GEMMs are smallest for a rows x cols output: transformed values per tile
+    times tiles (cut tiles at the edge count whole). F(4x4) wins from 3x3 maps up, except 6x6 and
+    other sizes where 2x2 tiles fit exactly and 4x4 ones waste a lot; F(2x2) on a tie, as its
+    transforms are cheaper and exact in binary."""
+    def work(m: int) -> int:
+        return TILINGS[m].points * -(-rows // m) * -(-cols // m)
+
+    return 4 if work(4) < work(2) else 2
+
+
+class Winograd:
+    """The Winograd passes of one conv op, with buffers kept in the op's scratch space."""
+
+    def __init__(self, op, size: int | None = None):
         self.op = op
+        self.tiling = TILINGS[size or tile_size(op.ho, op.wo)]
         self.x_padded = None  # forward's padded input, which the weight gradient transforms again
 
     def _tiles(self, rows: int, cols: int) -> tuple[int, int]:
-        return (rows + 1) // 2, (cols + 1) // 2
+        m = self.tiling.size
+        return -(-rows // m), -(-cols // m)
 
     def _plan(self, tiles: int, channels: int, batch: int) -> tuple[list, int]:
-        per_tile = 16 * channels * batch
+        per_tile = self.tiling.points * channels * batch
         size = max(1, CHUNK_VALUES // per_tile)
         return split_work(tiles, size), min(size, tiles)
 
     def _chunk(self, name: str, channels: int, tiles: int, most: int, batch: int) -> np.ndarray:
-        flat = self.op.scratch(name, (16 * channels * most * batch,))
-        return flat[: 16 * channels * tiles * batch].reshape(16, channels, tiles * batch)
+        a2 = self.tiling.points
+        flat = self.op.scratch(name, (a2 * channels * most * batch,))
+        return flat[: a2 * channels * tiles * batch].reshape(a2, channels, tiles * batch)
 
     def convolve(self, x, w, bias, pt, pl, out, key: str, act: int = NO_ACT) -> np.ndarray:
         """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
         left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
         C, _, _, N = x.shape
         K, ho, wo, _ = out.shape
+        tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
-        xp = self.op.scratch(f"{key}_padded", (C, 2 * th + 2, 2 * tw + 2, N))
+        xp = self.op.scratch(f"{key}_padded", (C, m * th + 2, m * tw + 2, N))
         parallel(pad_into, C, x, pt, pl, xp)
-        u = transform_filters(w, self.op.scratch(f"{key}_u", (16, K, C)))
+        u = transform_filters(w, self.op.scratch(f"{key}_u", (tiling.points, K, C)), tiling.g)
         b = bias if bias is not None else np.zeros(K, out.dtype)
         plan, most = self._plan(th * tw, C + K, N)
 
         def work(worker, runs):
             for t0, t1 in runs:
                 v = self._chunk(f"{key}_v{worker}", C, t1 - t0, most, N)
-                m = self._chunk(f"{key}_m{worker}", K, t1 - t0, most, N)
-                input_transform(xp, t0, t1, tw, v)
-                np.matmul(u, v, out=m)
-                output_transform(m, t0, t1, tw, b, bias is not None, act, out)
+                prod = self._chunk(f"{key}_m{worker}", K, t1 - t0, most, N)
+                tiling.input_transform(xp, t0, t1, tw, v)
+                np.matmul(u, v, out=prod)
+                tiling.output_transform(prod, t0, t1, tw, b, bias is not None, act, out)
 
         run_parallel(work, plan)
         return xp
@@ -211,30 +400,31 @@ class Winograd:
         self.convolve(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), None, 2 - self.op.pt, 2 - self.op.pl, dx, "wino_dy")
 
     def weight_gradient(self, dy, gw) -> None:
-        """gw (K, C, 3, 3) = sum over tiles and samples of Gt ((A dY At) (x) V) G, as 16 GEMMs per chunk;
-        uses the padded input that forward left in scratch."""
+        """gw (K, C, 3, 3) = sum over tiles and samples of Gt ((A dY At) (x) V) G, as one GEMM per tile
+        point and chunk; uses the padded input that forward left in scratch."""
         K, ho, wo, N = dy.shape
+        tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
         xp = self.x_padded
         C = xp.shape[0]
-        if (ho, wo) != (2 * th, 2 * tw):  # odd output: zero the gradient past its edge
-            even = self.op.scratch("wino_dy_even", (K, 2 * th, 2 * tw, N))
+        if (ho, wo) != (m * th, m * tw):  # output not a whole number of tiles: zero the gradient past its edge
+            even = self.op.scratch("wino_dy_even", (K, m * th, m * tw, N))
             even[...] = 0
             even[:, :ho, :wo] = dy
             dy = even
         plan, most = self._plan(th * tw, C + K, N)
-        partial = self.op.scratch("wino_du", (len(plan), 16, K, C))
-        product = self.op.scratch("wino_du_product", (len(plan), 16, K, C))
+        partial = self.op.scratch("wino_du", (len(plan), tiling.points, K, C))
+        product = self.op.scratch("wino_du_product", (len(plan), tiling.points, K, C))
 
         def work(worker, runs):
             partial[worker] = 0
             for t0, t1 in runs:
                 v = self._chunk(f"wino_x_v{worker}", C, t1 - t0, most, N)
-                m = self._chunk(f"wino_x_m{worker}", K, t1 - t0, most, N)
-                input_transform(xp, t0, t1, tw, v)
-                gradient_transform(dy, t0, t1, tw, m)
-                np.matmul(m, v.transpose(0, 2, 1), out=product[worker])
+                prod = self._chunk(f"wino_x_m{worker}", K, t1 - t0, most, N)
+                tiling.input_transform(xp, t0, t1, tw, v)
+                tiling.gradient_transform(dy, t0, t1, tw, prod)
+                np.matmul(prod, v.transpose(0, 2, 1), out=product[worker])
                 partial[worker] += product[worker]
 
         run_parallel(work, plan)
-        filter_gradient(partial.sum(axis=0), gw)
+        filter_gradient(partial.sum(axis=0), gw, tiling.g)
