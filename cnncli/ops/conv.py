@@ -251,7 +251,7 @@ class ConvOp(Op):
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
             return [dx]
         if self.winograd is not None:
-            self.winograd.weight_gradient(dy, gw)
+            self.winograd.weight_gradient(x, dy, gw)
             if "bias" in self.grads:
                 np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
             if not need[0]:

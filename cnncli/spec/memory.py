@@ -81,7 +81,7 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
     if groups > 1:
         return m
     if _winograd(window, groups):
-        return _winograd_conv(m, c, h, w, k, ho, wo, window, ctx, input_grad)
+        return _winograd_conv(m, c, h, w, k, ho, wo, ctx, input_grad)
     fh, fw = window.kernel
     rows = c * fh * fw
     pointwise = (fh, fw, window.stride, window.pad_h[0], window.pad_w[0]) == (1, 1, (1, 1), 0, 0)
@@ -105,23 +105,31 @@ def _winograd(window, groups: int) -> bool:
         and groups == 1
 
 
-def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, window, ctx: Context, input_grad: bool) -> LayerMemory:
-    """F(2x2, 3x3)'s padded copies, transformed filters and per-worker tile chunks (cnncli/ops/winograd.py),
-    held by each conv op."""
-    n, v = ctx.batch, BYTES_PER_VALUE
-    th, tw = ws.winograd_tiles(ho, wo)
-    plan, most = ws.winograd_plan(th * tw, c + k, n, ctx.workers)
-    per_op = c * (2 * th + 2) * (2 * tw + 2) * n + 16 * k * c  # padded input, transformed filters
-    per_op += len(plan) * 16 * (c + k) * most * n  # each worker's input and product tiles
+def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad: bool) -> LayerMemory:
+    """F(m x m, 3x3) (cnncli/ops/winograd.py): per pass the padded input, the transformed filters and
+    each worker's input and product tiles; the weight gradient adds per-worker sums."""
+    n = ctx.batch
+    size = ws.winograd_tile_size(ho, wo)
+    points = ws.winograd_points(size)
+
+    def convolve(cin, kout, rows, cols):  # a pass from cin channels into a kout x rows x cols output
+        th, tw = ws.winograd_tiles(rows, cols, size)
+        plan, most = ws.winograd_plan(th * tw, size, cin + kout, n, ctx.workers)
+        m.need("wino_padded", cin * (size * th + 2) * (size * tw + 2) * n)
+        m.need("wino_u", points * kout * cin)
+        for worker in range(len(plan)):
+            m.need(f"wino_v{worker}", points * cin * most * n)
+            m.need(f"wino_m{worker}", points * kout * most * n)
+        return th, tw, plan
+
+    th, tw, plan = convolve(c, k, ho, wo)
     if ctx.backward:
-        per_op += 2 * len(plan) * 16 * k * c  # the weight gradient's partial sums and products
-        if (ho, wo) != (2 * th, 2 * tw):
-            per_op += k * 2 * th * 2 * tw * n  # dy padded to whole tiles
+        if (ho, wo) != (size * th, size * tw):
+            m.need("wino_dy_even", k * size * th * size * tw * n)
+        m.need("wino_du", len(plan) * points * k * c)
+        m.need("wino_du_product", len(plan) * points * k * c)
     if input_grad:
-        th, tw = ws.winograd_tiles(h, w)
-        plan, most = ws.winograd_plan(th * tw, c + k, n, ctx.workers)
-        per_op += k * (2 * th + 2) * (2 * tw + 2) * n + 16 * c * k + len(plan) * 16 * (c + k) * most * n
-    m.kept += per_op * v
+        convolve(k, c, h, w)
     return m
 
 

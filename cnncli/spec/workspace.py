@@ -43,18 +43,34 @@ def im2col_plan(rows: int, positions: int, batch: int, workers: int) -> tuple[li
     return split_work(positions, size, workers), min(size, positions)
 
 
-# Winograd F(2x2, 3x3): transformed-tile values per worker chunk (input and product tiles together),
-# 1 MiB of float32.
-WINOGRAD_CHUNK_VALUES = 1 << 18
+# Winograd F(m x m, 3x3), m = 2 or 4: transformed-tile values per worker chunk (input and product
+# tiles together), 2 MiB of float32.
+WINOGRAD_CHUNK_VALUES = 1 << 19
 
 
-def winograd_tiles(rows: int, cols: int) -> tuple[int, int]:
-    """Tiles of 2x2 outputs that cover a rows x cols output."""
-    return (rows + 1) // 2, (cols + 1) // 2
+def winograd_points(m: int) -> int:
+    """Values per transformed tile of F(m x m, 3x3), (m + 2)^2: the number of GEMMs."""
+    return (m + 2) ** 2
 
 
-def winograd_plan(tiles: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
+def winograd_tiles(rows: int, cols: int, m: int) -> tuple[int, int]:
+    """Tiles of m x m outputs that cover a rows x cols output (cut tiles at the edge count whole)."""
+    return -(-rows // m), -(-cols // m)
+
+
+def winograd_tile_size(rows: int, cols: int) -> int:
+    """The tiling whose GEMMs are smallest for a rows x cols output: transformed values per tile
+    times tiles. F(4x4) wins from 3x3 maps up, except 6x6 and other sizes where 2x2 tiles fit
+    exactly and 4x4 ones waste a lot; F(2x2) on a tie, as its transforms are cheaper and exact in binary."""
+    def work(m: int) -> int:
+        th, tw = winograd_tiles(rows, cols, m)
+        return winograd_points(m) * th * tw
+
+    return 4 if work(4) < work(2) else 2
+
+
+def winograd_plan(tiles: int, m: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
     """Chunks of tiles for the workers: (the plan, tiles in the largest chunk); `channels` are the
     input and output channels of the GEMMs together."""
-    size = max(1, WINOGRAD_CHUNK_VALUES // max(16 * channels * batch, 1))
+    size = max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1))
     return split_work(tiles, size, workers), min(size, tiles)
