@@ -138,7 +138,8 @@ def totals(spec: Spec, batch: int) -> list[str]:
         f"training step at batch {batch} ({opt}, float32): weights {human_bytes(mem['weights'])} + gradients "
         f"{human_bytes(mem['gradients'])} + optimizer state {human_bytes(mem['optimizer_state'])}"
         + (f" + buffers {human_bytes(mem['buffers'])}" if mem["buffers"] else "")
-        + f" + activations and their gradients {human_bytes(mem['activations'])} = {human_bytes(mem['total'])}",
+        + f" + activations {human_bytes(mem['activations'])} + their gradients {human_bytes(mem['activation_gradients'])}"
+        f" + workspace {human_bytes(mem['workspace'])} = {human_bytes(mem['total'])}",
     ]
     return lines
 

@@ -149,14 +149,10 @@ def _batch_norm(node: Node, ctx: Context) -> LayerMemory:
     return m
 
 
-def _window(node: Node, ctx: Context) -> LayerMemory:
-    """Output and input gradient; max pooling also keeps its arg-max."""
-    n = ctx.batch
-    m = LayerMemory(kept=_values(node.shape, n) * BYTES_PER_VALUE)
-    if node.kind in (MaxPool, GlobalMaxPool, GlobalAvgPool):
-        m.kept += _values(node.shape, n) * INDEX_BYTES
-    if ctx.backward:
-        m.gradient = _values(node.in_shapes[0], n) * BYTES_PER_VALUE
+def _pool_with_indices(node: Node, ctx: Context) -> LayerMemory:
+    """Max pooling and the global pools: output, arg-max positions, input gradient."""
+    m = _output_and_gradient(node, ctx)
+    m.kept += _values(node.shape, ctx.batch) * INDEX_BYTES
     return m
 
 
@@ -217,8 +213,8 @@ def _output_and_gradient(node: Node, ctx: Context) -> LayerMemory:
 _RULES = {
     Conv: _conv, BatchNorm: _batch_norm, Dense: _dense, Dropout: _dropout, LocalResponseNorm: _lrn,
     Multiply: _multiply, Add: _output_only, Concat: _output_only, Flatten: lambda node, ctx: LayerMemory(),
-    Shortcut: _output_and_gradient, Softmax: _output_and_gradient,
-}
+    MaxPool: _pool_with_indices, GlobalMaxPool: _pool_with_indices, GlobalAvgPool: _pool_with_indices,
+}  # every other kind (activations, softmax, average and L2 pooling, shortcut): _output_and_gradient
 
 
 def layers(spec: Spec, batch: int, workers: int | None = None) -> list[LayerMemory]:
@@ -235,8 +231,7 @@ def layers(spec: Spec, batch: int, workers: int | None = None) -> list[LayerMemo
             continue
         pool = fusion.pool.get(node.index)
         ctx = Context(batch, workers, node.index in reached, spec.nodes[pool] if pool is not None else None)
-        rule = _RULES.get(node.kind, _window if node.kind in (MaxPool, GlobalMaxPool, GlobalAvgPool) else None)
-        out.append((rule or _output_and_gradient)(node, ctx))
+        out.append(_RULES.get(node.kind, _output_and_gradient)(node, ctx))
     return out
 
 
@@ -256,7 +251,16 @@ def _reaching(spec: Spec, start: int) -> set[int]:
     return seen
 
 
-def _sums(spec: Spec, batch: int) -> int:
+def shared_workspace(per_layer: list[LayerMemory]) -> dict[str, int]:
+    """Bytes per workspace name: the largest any layer asks for (the ops take turns on one workspace)."""
+    out: dict[str, int] = {}
+    for layer in per_layer:
+        for key, size in layer.workspace.items():
+            out[key] = max(out.get(key, 0), size)
+    return out
+
+
+def gradient_sums(spec: Spec, batch: int) -> int:
     """The Model's buffers for gradients that arrive from two or more readers of one layer."""
     reached = _reaching(spec, loss_node(spec))
     arrivals: dict[int, int] = {}
@@ -273,11 +277,8 @@ def train_step_bytes(spec: Spec, batch: int, workers: int | None = None) -> dict
     (activations), the gradients of those (with the loss's), and the shared workspace."""
     params = spec.total_params
     per_layer = layers(spec, batch, workers)
-    workspace: dict[str, int] = {}
-    for layer in per_layer:
-        for key, size in layer.workspace.items():
-            workspace[key] = max(workspace.get(key, 0), size)
-    loss_gradient = _values(spec.nodes[loss_node(spec)].shape, batch) * BYTES_PER_VALUE if spec.nodes else 0
+    start = loss_node(spec)
+    loss_gradient = _values(spec.nodes[start].shape, batch) * BYTES_PER_VALUE if start != INPUT else 0
     out = {
         "batch": batch,
         "weights": params * BYTES_PER_VALUE,
@@ -285,8 +286,8 @@ def train_step_bytes(spec: Spec, batch: int, workers: int | None = None) -> dict
         "optimizer_state": optimizer_slots(spec.train) * spec.trainable_params * BYTES_PER_VALUE,
         "buffers": spec.buffers * BYTES_PER_VALUE,
         "activations": sum(layer.kept for layer in per_layer),
-        "activation_gradients": sum(layer.gradient for layer in per_layer) + _sums(spec, batch) + loss_gradient,
-        "workspace": sum(workspace.values()),
+        "activation_gradients": sum(layer.gradient for layer in per_layer) + gradient_sums(spec, batch) + loss_gradient,
+        "workspace": sum(shared_workspace(per_layer).values()),
     }
     out["total"] = sum(v for k, v in out.items() if k != "batch")
     return out

@@ -92,9 +92,10 @@ class Spec:
         close = suggest(name, [n.name for n in self.nodes])
         raise UserError(f"no layer named '{name}'", f"did you mean {close}?" if close else "see cnn shapes for the names")
 
-    def memory(self, batch: int) -> dict[str, int]:
-        """Estimated bytes of one float32 training step (see spec/memory.py)."""
-        return memory.train_step_bytes(self, batch)
+    def memory(self, batch: int, workers: int | None = None) -> dict[str, int]:
+        """Estimated bytes of one float32 training step with `workers` threads (default: the engine's
+        default), see spec/memory.py."""
+        return memory.train_step_bytes(self, batch, workers)
 
     def summary(self, batch: int = 1) -> dict[str, Any]:
         """The machine-readable description printed by `cnn shapes --json` (see spec/summary.py)."""

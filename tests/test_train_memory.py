@@ -1,0 +1,94 @@
+"""The training-memory estimate `cnn shapes` prints is what the engine allocates: layer by layer for
+every layer kind (exactly), and in total under tracemalloc for ResNet-20 at batch 64 (issue 14: within 10%)."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from cnncli import losses, optim
+from cnncli.model import Model
+from cnncli.ops import threads
+from cnncli.spec import load, loads, memory
+from cnncli.step import TrainStep
+from tests.helpers import ARCHITECTURES
+
+
+def train(spec, batch: int, steps: int = 2) -> tuple[Model, TrainStep]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(*spec.input, batch)).astype(np.float32)
+    y = rng.integers(0, spec.classes, batch) if spec.classes else rng.normal(size=(batch, spec.output)).astype(np.float32)
+    model = Model(spec, np.float32)
+    step = TrainStep(model, losses.from_spec(spec.train, spec.classes),
+                     optim.from_spec(spec.train, model.flat_params, model.flat_grads))
+    for _ in range(steps):
+        step(x, y)
+    return model, step
+
+
+# Together these use every layer kind, each fusion, both conv paths (im2col, 1x1, grouped, Winograd
+# F(2x2) and F(4x4) with whole and cut tiles), a final softmax, a regression loss and layers that
+# read the network's input (no input gradient).
+NETWORKS = [
+    "input: 3x9x9\nclasses: 4\nnet: conv k=4 f=3 p=1 -> bn -> relu -> conv k=6 f=3 s=2 p=1 -> bn -> relu6 -> "
+    "pool 2 -> conv k=5 f=1 -> bn affine=false -> lrelu -> conv k=5 f=3 g=5 p=1 -> gap -> dropout 0.5 -> fc 4 -> softmax\n",
+    "input: 2x8x8\nclasses: 3\nnet: conv k=4 f=3 p=1 -> bn -> relu -> pool 2 -> add(conv k=4 f=3 p=1 -> bn | id) -> relu "
+    "-> cat(conv k=2 f=1 -> sigmoid | avgpool 3 s=1 p=1 | l2pool 3 s=1 p=1) -> lrn 3 -> "
+    "mul(id | gap -> conv k=10 f=1 -> hardsigmoid) -> shortcut k=12 s=2 -> gmp -> fc 3\n",
+    "input: 3x10x7\noutput: 6\nnet: conv k=3 f=3 -> bn -> tanh -> conv k=4 f=3 p=1 -> silu -> conv k=2 f=2 d=2 "
+    "-> dropout 0 -> flatten -> fc 6\n",
+    "input: 3x12x12\nclasses: 2\nnet: conv k=8 f=3 p=1 -> relu -> add(conv k=8 f=3 p=1 -> elu | id) -> gelu -> "
+    "conv k=4 f=3 -> hardswish -> conv k=2 f=3 g=2 s=2 -> relu -> fc 2\n",
+]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("text", NETWORKS)
+def test_every_layer_holds_what_the_estimate_counts(monkeypatch, text, workers):
+    monkeypatch.setattr(threads, "_threads", workers)
+    spec = loads(text)
+    model, step = train(spec, 5)
+    per_layer = memory.layers(spec, 5, workers)
+    for op, counted in zip(model.ops, per_layer):
+        held = sum(a.nbytes for a in op._scratch.values())
+        assert held == counted.kept + counted.gradient, (op.node.name, {k: a.nbytes for k, a in op._scratch.items()})
+    assert model.workspace.sizes() == memory.shared_workspace(per_layer)
+    assert sum(a.nbytes for a in model._accumulators.values()) == memory.gradient_sums(spec, 5)
+    estimate = spec.memory(5, workers)
+    held = (model.flat_params.nbytes + model.flat_grads.nbytes + sum(v.nbytes for v in step.optimizer.state.values())
+            + sum(a.nbytes for a in model.buffers().values()) + sum(a.nbytes for op in model.ops for a in op._scratch.values())
+            + model.workspace.nbytes + sum(a.nbytes for a in model._accumulators.values()) + step.loss._grad.nbytes)
+    assert held == estimate["total"]
+
+
+def test_the_shared_workspace_is_the_largest_layer_not_the_sum(monkeypatch):
+    """Three equal convs need one conv's temporaries; each keeps only its output and input gradient."""
+    monkeypatch.setattr(threads, "_threads", 2)
+    conv = "conv k=4 f=3 d=2 p=2"  # dilated: the im2col path
+    one = loads(f"input: 4x6x6\nclasses: 2\nnet: {conv} -> {conv} -> fc 2\n")
+    three = loads(f"input: 4x6x6\nclasses: 2\nnet: {conv} -> {conv} -> {conv} -> {conv} -> fc 2\n")
+    small, _ = train(one, 8)
+    big, _ = train(three, 8)
+    assert big.workspace.sizes() == small.workspace.sizes() == memory.shared_workspace(memory.layers(three, 8, 2))
+    assert {"cols0", "cols1", "dcols0", "dcols1", "dx1"} <= small.workspace.sizes().keys()
+    assert big.ops[0]._scratch.keys() == {"out"}  # reads the input: no gradient for it
+    assert big.ops[1]._scratch.keys() == {"out", "dx"}
+    grown = three.memory(8, 2)["total"] - one.memory(8, 2)["total"]
+    params = 4 * 4 * 9 + 4
+    # two more convs: weights, gradients and Adam's two moments, an output and an input gradient each; no workspace
+    assert grown == 2 * (4 * params * 4 + 2 * 4 * 36 * 8 * 4)
+
+
+def test_estimate_is_within_ten_percent_of_what_resnet20_allocates_at_batch_64():
+    spec = load(ARCHITECTURES / "resnet-20-cifar.yaml")
+    train(spec, 2, 1)  # loads the kernels first: their bookkeeping is not the network's memory
+    tracemalloc.start()
+    try:
+        train(spec, 64)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    estimate = spec.memory(64, threads.workers())["total"]
+    assert abs(peak / estimate - 1) <= 0.10, (peak, estimate)
