@@ -53,14 +53,15 @@ def traced(spec, batch: int) -> tuple[int, int, Model]:
 
 
 def arrays(model: Model) -> Counter:
-    """Bytes by (op class, array name): what each op keeps, the shared workspace and the model's sums."""
+    """Bytes by (op class, array name): what each op keeps, the shared workspace, the gradient slots."""
     out: Counter = Counter()
     for op in model.ops:
         for key, arr in op._scratch.items():
             out[(type(op).__name__, key.rstrip("0123456789"))] += arr.nbytes
     for key, size in model.workspace.sizes().items():
         out[("workspace", key)] += size
-    out[("Model", "gradient sums")] += sum(a.nbytes for a in model._accumulators.values())
+    for key, size in model.gradient_space.sizes().items():
+        out[("gradient slots", key)] += size
     return out
 
 

@@ -24,6 +24,8 @@ from .ops.base import Fused, Op, Workspace
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp
 from .ops.registry import op_for
 from .spec import Spec, load, loads
+from .spec.backward import GradientPlan
+from .spec.backward import plan as backward_plan
 from .spec.fusion import plan as fusion_plan
 from .spec.graph import INPUT
 
@@ -74,7 +76,9 @@ class Model:
         self._by_name = {op.node.name: op for op in self.ops}
         self._outputs: list[np.ndarray] = []
         self._inferred = False  # the last pass was infer_internal: no saved inputs for a backward
-        self._accumulators: dict[int, np.ndarray] = {}
+        self.gradient_space = Workspace()  # backward's gradients, in the slots spec/backward.py plans
+        self._gradient_plans: dict[tuple[int, bool], GradientPlan] = {}
+        self._planned: GradientPlan | None = None  # the plan the ops' gradient_slots follow now
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
@@ -216,7 +220,9 @@ class Model:
         `seen`, when given, receives a copy of the gradient arriving at each node's output."""
         if self._inferred:
             raise RuntimeError("backward after infer_internal: run forward_internal for a pass with a backward")
-        grads: dict[int, np.ndarray] = {self.spec.output_node if start is None else start: dy}
+        start = self.spec.output_node if start is None else start
+        plan = self._gradient_plan(start, input_grad)
+        grads: dict[int, np.ndarray] = {start: dy}
         owned: set[int] = set()
         timer = self.timer
         for op in reversed(self.ops):
@@ -240,14 +246,25 @@ class Model:
                     grads[i] = dx
                 elif i in owned:
                     grads[i] += dx
-                else:  # a second consumer: sum into a buffer of our own, never into an op's array
-                    acc = self._accumulators.get(i)
-                    if acc is None or acc.shape != dx.shape:
-                        acc = self._accumulators[i] = np.empty(dx.shape, self.dtype)
+                else:  # a second consumer: sum into a slot of our own, never into an op's array
+                    acc = self.gradient_space.get(f"slot{plan.sums[i]}", dx.shape, self.dtype)
                     np.add(grads[i], dx, out=acc)
                     grads[i] = acc
                     owned.add(i)
         return grads.get(INPUT)
+
+    def _gradient_plan(self, start: int, input_grad: bool) -> GradientPlan:
+        """The slots of a backward from `start` (planned once per start), handed to the ops."""
+        key = (start, input_grad)
+        plan = self._gradient_plans.get(key)
+        if plan is None:
+            plan = self._gradient_plans[key] = backward_plan(self.spec, start, input_grad)
+        if plan is not self._planned:
+            for op in self.ops:
+                op.gradients = self.gradient_space
+                op.gradient_slots = plan.slots.get(op.node.index, {})
+            self._planned = plan
+        return plan
 
     @property
     def logits_node(self) -> int:

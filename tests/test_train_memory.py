@@ -53,18 +53,18 @@ def test_every_layer_holds_what_the_estimate_counts(monkeypatch, text, workers):
     per_layer = memory.layers(spec, 5, workers)
     for op, counted in zip(model.ops, per_layer):
         held = sum(a.nbytes for a in op._scratch.values())
-        assert held == counted.kept + counted.gradient, (op.node.name, {k: a.nbytes for k, a in op._scratch.items()})
+        assert held == counted.kept, (op.node.name, {k: a.nbytes for k, a in op._scratch.items()})
     assert model.workspace.sizes() == memory.shared_workspace(per_layer)
-    assert sum(a.nbytes for a in model._accumulators.values()) == memory.gradient_sums(spec, 5)
+    assert list(model.gradient_space.sizes().values()) == memory.gradient_slots(spec, 5)
     estimate = spec.memory(5, workers)
     held = (model.flat_params.nbytes + model.flat_grads.nbytes + sum(v.nbytes for v in step.optimizer.state.values())
             + sum(a.nbytes for a in model.buffers().values()) + sum(a.nbytes for op in model.ops for a in op._scratch.values())
-            + model.workspace.nbytes + sum(a.nbytes for a in model._accumulators.values()) + step.loss._grad.nbytes)
+            + model.workspace.nbytes + model.gradient_space.nbytes + step.loss._grad.nbytes)
     assert held == estimate["total"]
 
 
-def test_the_shared_workspace_is_the_largest_layer_not_the_sum(monkeypatch):
-    """Three equal convs need one conv's temporaries; each keeps only its output and input gradient."""
+def test_workspace_and_gradients_are_shared_not_summed_over_layers(monkeypatch):
+    """Four equal convs need one conv's temporaries and, in a chain, two gradient slots taking turns."""
     monkeypatch.setattr(threads, "_threads", 2)
     conv = "conv k=4 f=3 d=2 p=2"  # dilated: the im2col path
     one = loads(f"input: 4x6x6\nclasses: 2\nnet: {conv} -> {conv} -> fc 2\n")
@@ -73,12 +73,12 @@ def test_the_shared_workspace_is_the_largest_layer_not_the_sum(monkeypatch):
     big, _ = train(three, 8)
     assert big.workspace.sizes() == small.workspace.sizes() == memory.shared_workspace(memory.layers(three, 8, 2))
     assert {"cols0", "cols1", "dcols0", "dcols1", "dx1"} <= small.workspace.sizes().keys()
-    assert big.ops[0]._scratch.keys() == {"out"}  # reads the input: no gradient for it
-    assert big.ops[1]._scratch.keys() == {"out", "dx"}
+    assert all(op._scratch.keys() == {"out"} for op in big.ops)  # gradients live in the model's slots
     grown = three.memory(8, 2)["total"] - one.memory(8, 2)["total"]
     params = 4 * 4 * 9 + 4
-    # two more convs: weights, gradients and Adam's two moments, an output and an input gradient each; no workspace
-    assert grown == 2 * (4 * params * 4 + 2 * 4 * 36 * 8 * 4)
+    # two more convs: weights, gradients and Adam's two moments, and an output each; nothing else grows
+    assert grown == 2 * (4 * params * 4 + 4 * 36 * 8 * 4)
+    assert big.gradient_space.sizes() == small.gradient_space.sizes() == {"slot0": 4 * 36 * 8 * 4, "slot1": 4 * 36 * 8 * 4}
 
 
 def test_estimate_is_within_ten_percent_of_what_resnet20_allocates_at_batch_64():

@@ -80,6 +80,8 @@ class Op:
         self.buffers: dict[str, np.ndarray] = {}
         self._scratch: dict[str, np.ndarray] = {}
         self.workspace = Workspace()  # the Model gives all its ops one shared workspace
+        self.gradients: Workspace | None = None  # the Model's gradient slots (spec/backward.py)
+        self.gradient_slots: dict[int, int] = {}  # input position -> the slot its gradient goes into
 
     # -- declared by subclasses
 
@@ -118,6 +120,14 @@ class Op:
     def temp(self, key: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
         """An array for the current forward or backward call only, on the shared workspace; never zeroed."""
         return self.workspace.get(key, shape, self.dtype if dtype is None else dtype)
+
+    def gradient(self, shape: tuple[int, ...], position: int = 0) -> np.ndarray:
+        """The array for the gradient of input `position`: the slot the Model planned for it (shared
+        with gradients that are not needed at the same time), else one of the op's own."""
+        slot = self.gradient_slots.get(position)
+        if slot is None or self.gradients is None:
+            return self.scratch("dx" if position == 0 else f"dx{position}", shape)
+        return self.gradients.get(f"slot{slot}", shape, self.dtype)
 
     def out_shape(self, batch: int) -> tuple[int, int, int, int]:
         shape = self.node.shape

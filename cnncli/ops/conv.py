@@ -247,7 +247,7 @@ class ConvOp(Op):
             parallel(grouped_backward_weights, self.filters, x, dy, self.groups, *self.geometry, gw, gb)
             if not need[0]:
                 return [None]
-            dx = self.scratch("dx", x.shape)
+            dx = self.gradient(x.shape)
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
             return [dx]
         if self.winograd is not None:
@@ -256,7 +256,7 @@ class ConvOp(Op):
                 np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
             if not need[0]:
                 return [None]
-            dx = self.scratch("dx", x.shape)
+            dx = self.gradient(x.shape)
             self.winograd.input_gradient(dy, w, dx)
             return [dx]
         dy2 = dy.reshape(self.filters, -1)
@@ -272,9 +272,9 @@ class ConvOp(Op):
         if not need[0]:
             dxs = None
         elif self.pointwise:
-            dxs = [self.scratch("dx", x.shape)]
+            dxs = [self.gradient(x.shape)]
         else:
-            dxs = [self.scratch("dx", x.shape)] + [self.temp(f"dx{i}", x.shape) for i in range(1, len(plan))]
+            dxs = [self.gradient(x.shape)] + [self.temp(f"dx{i}", x.shape) for i in range(1, len(plan))]
 
         def work(worker, runs):
             partial[worker] = 0

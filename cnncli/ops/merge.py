@@ -109,7 +109,7 @@ class ShortcutOp(Op):
 
     def backward(self, dy, need):
         s = self.p["s"]
-        dx = self.scratch("dx", self.in_shape)
+        dx = self.gradient(self.in_shape)
         dx[...] = 0
         dx[:, ::s, ::s, :] = dy[self.front : self.front + self.in_shape[0]]
         return [dx]

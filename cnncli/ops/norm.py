@@ -200,7 +200,7 @@ class BatchNormOp(Op):
     def backward(self, dy, need):
         gamma, _ = self._affine()
         flat = (self.channels, -1)
-        dx = self.scratch("dx", self.x.shape)
+        dx = self.gradient(self.x.shape)
         dgamma, dbeta = self._grad_buffers()
         parallel(bn_backward, self.channels, dy.reshape(flat), self.x.reshape(flat), self.y.reshape(flat),
                  gamma, self.mean, self.invstd, self.train, self.act, dx.reshape(flat), dgamma, dbeta)
@@ -279,7 +279,7 @@ class BatchNormActPoolOp(BatchNormOp):
 
     def backward(self, dy, need):
         gamma, beta = self._affine()
-        dx = self.scratch("dx", self.x.shape)
+        dx = self.gradient(self.x.shape)
         dgamma, dbeta = self._grad_buffers()
         parallel(bn_act_maxpool_backward, self.channels, dy, self.x, self.arg, gamma, beta, self.mean,
                  self.invstd, self.train, self.act, dx, dgamma, dbeta)
@@ -345,7 +345,7 @@ class LRNOp(Op):
     def backward(self, dy, need):
         x = self.x
         c = x.shape[0]
-        dx = self.scratch("dx", x.shape)
+        dx = self.gradient(x.shape)
         t = self.temp("t", self.sc.shape)
         parallel(lrn_backward_terms, c, dy.reshape(c, -1), x.reshape(c, -1), self.sc, self.p["beta"], t)
         parallel(lrn_backward, c, dy.reshape(c, -1), x.reshape(c, -1), self.sc, self.p["size"], self.p["alpha"],

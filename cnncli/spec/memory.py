@@ -1,12 +1,12 @@
 """The memory estimate of one float32 training step, as `cnn shapes` shows it and as cnncli checks
 against the available memory before it allocates.
 
-The estimate counts what the engine allocates, layer by layer: each op's output and what it saves
-for backward (arg-max indices, dropout masks, batch statistics, Winograd's padded input), the
-gradient each op writes for its input, the sum for a layer read by two others, and the workspace of
-temporaries that all ops share (sized by the formulas of spec/workspace.py, which the ops use too).
-Layers the engine fuses (spec/fusion.py) keep nothing of their own. tests/test_train_memory.py
-checks every layer kind's figure against the arrays its op really holds.
+The estimate counts what the engine allocates: per layer its op's output and what it saves for
+backward (arg-max indices, dropout masks, batch statistics); the gradient slots backward's layers
+share (planned by spec/backward.py, which the Model follows); and the workspace of temporaries that
+all ops share (sized by the formulas of spec/workspace.py, which the ops use too). Layers the engine
+fuses (spec/fusion.py) keep nothing of their own. tests/test_train_memory.py checks every layer
+kind's figure against the arrays its op really holds.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from ..layers.activation import Dropout, Softmax
 from ..layers.conv import Conv
-from ..layers.dense import Dense, Flatten
+from ..layers.dense import Flatten
 from ..layers.merge import Add, Concat, Multiply, Shortcut
 from ..layers.norm import BatchNorm, LocalResponseNorm
 from ..layers.pool import GlobalAvgPool, GlobalMaxPool, MaxPool
 from . import workspace as ws
+from .backward import plan as backward_plan
 from .fusion import plan as fusion_plan
 from .graph import INPUT
 
@@ -46,8 +47,7 @@ def optimizer_slots(train) -> int:
 class LayerMemory:
     """Bytes one layer's op holds after a training step."""
 
-    kept: int = 0  # its output and what forward saves for backward
-    gradient: int = 0  # the gradient(s) its backward writes for its inputs
+    kept: int = 0  # its output, what forward saves for backward, and arrays of its own backward keeps
     workspace: dict[str, int] = field(default_factory=dict)  # temporaries, by name on the shared workspace
 
     def need(self, key: str, values: int, value_bytes: int = BYTES_PER_VALUE) -> None:
@@ -76,8 +76,6 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
     x_values = c * h * w * n
     m.kept = k * ho * wo * n * BYTES_PER_VALUE
     input_grad = ctx.backward and node.inputs[0] != INPUT
-    if input_grad:
-        m.gradient = x_values * BYTES_PER_VALUE
     if groups > 1:
         return m
     if _winograd(window, groups):
@@ -144,22 +142,13 @@ def _batch_norm(node: Node, ctx: Context) -> LayerMemory:
         m.kept += 2 * channels * BYTES_PER_VALUE  # gamma = 1, beta = 0
         if ctx.backward:
             m.kept += 2 * channels * BYTES_PER_VALUE  # their unused gradients
-    if ctx.backward:
-        m.gradient = _values(node.in_shapes[0], n) * BYTES_PER_VALUE
     return m
 
 
 def _pool_with_indices(node: Node, ctx: Context) -> LayerMemory:
-    """Max pooling and the global pools: output, arg-max positions, input gradient."""
-    m = _output_and_gradient(node, ctx)
+    """Max pooling and the global pools: output and arg-max positions."""
+    m = _output_only(node, ctx)
     m.kept += _values(node.shape, ctx.batch) * INDEX_BYTES
-    return m
-
-
-def _dense(node: Node, ctx: Context) -> LayerMemory:
-    m = LayerMemory(kept=_values(node.shape, ctx.batch) * BYTES_PER_VALUE)
-    if ctx.backward and node.inputs[0] != INPUT:
-        m.gradient = _values(node.in_shapes[0], ctx.batch) * BYTES_PER_VALUE
     return m
 
 
@@ -167,17 +156,13 @@ def _dropout(node: Node, ctx: Context) -> LayerMemory:
     if node.params["rate"] == 0:
         return LayerMemory()
     values = _values(node.shape, ctx.batch)
-    m = LayerMemory(kept=values * (2 * BYTES_PER_VALUE + 1))  # output, scaled mask, kept flags
-    if ctx.backward:
-        m.gradient = values * BYTES_PER_VALUE
-    return m
+    return LayerMemory(kept=values * (2 * BYTES_PER_VALUE + 1))  # output, scaled mask, kept flags
 
 
 def _lrn(node: Node, ctx: Context) -> LayerMemory:
     values = _values(node.shape, ctx.batch)
     m = LayerMemory(kept=2 * values * BYTES_PER_VALUE)  # output, the per-value scale
     if ctx.backward:
-        m.gradient = values * BYTES_PER_VALUE
         m.need("t", values)
     return m
 
@@ -193,9 +178,9 @@ def _multiply(node: Node, ctx: Context) -> LayerMemory:
         if i == INPUT:
             continue
         if prod(shape) != full and others == [full]:  # a squeeze-and-excitation scale: its own shape
-            m.gradient += _values(shape, ctx.batch) * BYTES_PER_VALUE
+            m.kept += _values(shape, ctx.batch) * BYTES_PER_VALUE
         else:
-            m.gradient += values * BYTES_PER_VALUE
+            m.kept += values * BYTES_PER_VALUE
     return m
 
 
@@ -203,23 +188,16 @@ def _output_only(node: Node, ctx: Context) -> LayerMemory:
     return LayerMemory(kept=_values(node.shape, ctx.batch) * BYTES_PER_VALUE)
 
 
-def _output_and_gradient(node: Node, ctx: Context) -> LayerMemory:
-    m = _output_only(node, ctx)
-    if ctx.backward:
-        m.gradient = _values(node.in_shapes[0], ctx.batch) * BYTES_PER_VALUE
-    return m
-
-
 _RULES = {
-    Conv: _conv, BatchNorm: _batch_norm, Dense: _dense, Dropout: _dropout, LocalResponseNorm: _lrn,
-    Multiply: _multiply, Add: _output_only, Concat: _output_only, Flatten: lambda node, ctx: LayerMemory(),
+    Conv: _conv, BatchNorm: _batch_norm, Dropout: _dropout, LocalResponseNorm: _lrn, Multiply: _multiply,
+    Flatten: lambda node, ctx: LayerMemory(),
     MaxPool: _pool_with_indices, GlobalMaxPool: _pool_with_indices, GlobalAvgPool: _pool_with_indices,
-}  # every other kind (activations, softmax, average and L2 pooling, shortcut): _output_and_gradient
+}  # every other kind (fc, activations, softmax, average and L2 pooling, add, cat, shortcut): _output_only
 
 
 def layers(spec: Spec, batch: int, workers: int | None = None) -> list[LayerMemory]:
-    """What each layer's op holds after a training step at `batch`, in node order. Fused-away layers
-    hold nothing; element-wise activations and average pooling keep their output and input gradient."""
+    """What each layer's op holds after a training step at `batch`, in node order (besides the
+    gradient slots and the workspace). Fused-away layers hold nothing."""
     workers = ws.default_threads() if workers is None else workers
     fusion = fusion_plan(spec.nodes)
     absorbed = fusion.absorbed
@@ -231,7 +209,7 @@ def layers(spec: Spec, batch: int, workers: int | None = None) -> list[LayerMemo
             continue
         pool = fusion.pool.get(node.index)
         ctx = Context(batch, workers, node.index in reached, spec.nodes[pool] if pool is not None else None)
-        out.append(_RULES.get(node.kind, _output_and_gradient)(node, ctx))
+        out.append(_RULES.get(node.kind, _output_only)(node, ctx))
     return out
 
 
@@ -260,21 +238,14 @@ def shared_workspace(per_layer: list[LayerMemory]) -> dict[str, int]:
     return out
 
 
-def gradient_sums(spec: Spec, batch: int) -> int:
-    """The Model's buffers for gradients that arrive from two or more readers of one layer."""
-    reached = _reaching(spec, loss_node(spec))
-    arrivals: dict[int, int] = {}
-    for node in spec.nodes:
-        if node.index in reached:
-            for i in node.inputs:
-                arrivals[i] = arrivals.get(i, 0) + 1
-    return sum(_values(spec.nodes[i].shape, batch) * BYTES_PER_VALUE for i, count in arrivals.items()
-               if i != INPUT and count > 1)
+def gradient_slots(spec: Spec, batch: int) -> list[int]:
+    """Bytes of each of the Model's gradient slots in a training step (spec/backward.py)."""
+    return [size * batch * BYTES_PER_VALUE for size in backward_plan(spec, loss_node(spec)).sizes]
 
 
 def train_step_bytes(spec: Spec, batch: int, workers: int | None = None) -> dict[str, int]:
     """Weights, their gradients, optimizer state, BN buffers; per layer its output and saved arrays
-    (activations), the gradients of those (with the loss's), and the shared workspace."""
+    (activations); the gradient slots and the loss's gradient; the shared workspace."""
     params = spec.total_params
     per_layer = layers(spec, batch, workers)
     start = loss_node(spec)
@@ -286,7 +257,7 @@ def train_step_bytes(spec: Spec, batch: int, workers: int | None = None) -> dict
         "optimizer_state": optimizer_slots(spec.train) * spec.trainable_params * BYTES_PER_VALUE,
         "buffers": spec.buffers * BYTES_PER_VALUE,
         "activations": sum(layer.kept for layer in per_layer),
-        "activation_gradients": sum(layer.gradient for layer in per_layer) + gradient_sums(spec, batch) + loss_gradient,
+        "activation_gradients": sum(gradient_slots(spec, batch)) + loss_gradient,
         "workspace": sum(shared_workspace(per_layer).values()),
     }
     out["total"] = sum(v for k, v in out.items() if k != "batch")

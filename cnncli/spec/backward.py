@@ -1,0 +1,134 @@
+"""Where backward's gradients live. A layer's input gradient is needed only from the moment the op
+after it writes it until the layer's own backward has read it, so the Model keeps gradients in a few
+shared slots instead of one array per layer. This module plans them (which op writes into which slot,
+how large each slot is), in pure Python so that the memory estimate of `cnn shapes` counts the same
+slots the Model allocates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import TYPE_CHECKING
+
+from ..layers.activation import Dropout
+from ..layers.conv import Conv
+from ..layers.dense import Dense, Flatten
+from ..layers.merge import Add, Concat, Multiply
+from .fusion import plan as fusion_plan
+from .graph import INPUT
+
+if TYPE_CHECKING:
+    from .network import Spec
+
+NEW, PASS, OWN = "new", "pass", "own"  # a slot written by the op; its incoming gradient passed on; the op's own array
+
+
+def outputs(spec: Spec, node, absorbed: set[int], input_grad: bool) -> list[str | None]:
+    """What the op of `node` returns for each of its inputs in backward: NEW (an array the op writes,
+    planned into a slot), PASS (its incoming gradient or a view of it), OWN (an array the op keeps
+    itself), or None (no gradient: the network's input when its gradient is not asked for)."""
+    out: list[str | None] = []
+    for i in node.inputs:
+        if i == INPUT and not input_grad and node.kind in (Conv, Dense, Multiply):
+            out.append(None)  # these ops honour `need`
+        elif node.index in absorbed or node.kind in (Add, Concat, Flatten) or (node.kind is Dropout and node.params["rate"] == 0):
+            out.append(PASS)
+        elif node.kind is Multiply:
+            out.append(OWN)
+        else:
+            out.append(NEW)
+    return out
+
+
+@dataclass
+class GradientPlan:
+    """slots[node][position]: the slot the op of `node` writes its gradient for that input into;
+    sums[node]: the slot the Model sums that node's gradients into when two or more readers send one;
+    sizes[slot]: values per sample the slot must hold (the largest gradient it takes)."""
+
+    slots: dict[int, dict[int, int]] = field(default_factory=dict)
+    sums: dict[int, int] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)
+
+
+class _Slots:
+    """Slots handed out and returned, each grown to the largest gradient it takes."""
+
+    def __init__(self, sizes: list[int]):
+        self.sizes = sizes
+        self.free: list[int] = []
+
+    def take(self, size: int) -> int:
+        fits = [s for s in self.free if self.sizes[s] >= size]
+        if fits:
+            slot = min(fits, key=lambda s: self.sizes[s])
+        elif self.free:  # grow the largest free slot rather than add one
+            slot = max(self.free, key=lambda s: self.sizes[s])
+            self.sizes[slot] = size
+        else:
+            self.sizes.append(size)
+            return len(self.sizes) - 1
+        self.free.remove(slot)
+        return slot
+
+    def give_back(self, slot: int) -> None:
+        self.free.append(slot)
+
+
+def plan(spec: Spec, start: int, input_grad: bool = False) -> GradientPlan:
+    """Replay Model.backward_internal from node `start` (whose gradient comes from outside): every
+    gradient is a reference to a slot, or to the incoming one; a slot is free again once no pending
+    gradient refers to it, and never before the op that reads it has run."""
+    absorbed = fusion_plan(spec.nodes).absorbed
+    result = GradientPlan()
+    slots = _Slots(result.sizes)
+    outside = -1  # the gradient from the loss, or an op's own array: not a slot
+    pending: dict[int, int] = {start: outside}  # node -> the slot holding its gradient
+    refs: dict[int, int] = {}
+    owned: set[int] = set()
+
+    def per_sample(index: int) -> int:
+        return prod(spec.nodes[index].shape) if index != INPUT else prod(spec.input)
+
+    def release(slot: int) -> None:
+        if slot != outside:
+            refs[slot] -= 1
+            if refs[slot] == 0:
+                slots.give_back(slot)
+
+    def hold(slot: int) -> None:
+        if slot != outside:
+            refs[slot] = refs.get(slot, 0) + 1
+
+    for node in reversed(spec.nodes):
+        incoming = pending.pop(node.index, None)
+        if incoming is None:
+            continue
+        written: list[tuple[int, int]] = []
+        for position, (i, kind) in enumerate(zip(node.inputs, outputs(spec, node, absorbed, input_grad))):
+            if kind == NEW:
+                slot = slots.take(per_sample(i))
+                result.slots.setdefault(node.index, {})[position] = slot
+                hold(slot)
+                written.append((i, slot))
+            elif kind == PASS:
+                hold(incoming)
+                written.append((i, incoming))
+            elif kind == OWN:
+                written.append((i, outside))
+        release(incoming)  # the op has run
+        for i, slot in written:
+            if i not in pending:
+                pending[i] = slot
+            elif i in owned:  # added into the sum
+                release(slot)
+            else:  # a second reader: the Model sums both into a slot of its own
+                total = slots.take(per_sample(i))
+                result.sums[i] = total
+                hold(total)
+                release(pending[i])
+                release(slot)
+                pending[i] = total
+                owned.add(i)
+    return result
