@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from cnncli import losses, optim
+from cnncli import model as model_module
 from cnncli.model import Model
 from cnncli.ops import threads
-from cnncli.spec import load, loads, memory
+from cnncli.spec import backward, load, loads, memory
 from cnncli.step import TrainStep
 from tests.helpers import ARCHITECTURES
 
@@ -92,3 +93,49 @@ def test_estimate_is_within_ten_percent_of_what_resnet20_allocates_at_batch_64()
         tracemalloc.stop()
     estimate = spec.memory(64, threads.workers())["total"]
     assert abs(peak / estimate - 1) <= 0.10, (peak, estimate)
+
+
+def test_gradient_slots_of_a_residual_block_counted_by_hand():
+    spec = loads("input: 2x4x4\nclasses: 3\n"
+                 "net: conv k=2 f=3 p=1 -> relu -> add(conv k=2 f=3 p=1 | id) -> relu -> fc 3\n")
+    plan = backward.plan(spec, memory.loss_node(spec))
+    # fc1 writes relu2's gradient (slot 0); relu2 add1's (slot 1, slot 0 is still being read); add1
+    # passes slot 1 on to both its inputs; conv2 writes relu1's (slot 0), which the model sums with
+    # add1's into slot 2 (both others are busy); relu1 writes conv1's into the then free slot 1.
+    assert plan.slots == {5: {0: 0}, 4: {0: 1}, 2: {0: 0}, 1: {0: 1}}
+    assert plan.sums == {1: 2}
+    assert plan.sizes == [32, 32, 32]  # five gradients, three arrays
+
+
+def _one_slot_each(spec, start, input_grad=False):
+    """The plan with every gradient in a slot of its own: nothing shared."""
+    shared = backward.plan(spec, start, input_grad)
+    fresh = backward.GradientPlan()
+    for node, positions in shared.slots.items():
+        fresh.slots[node] = {position: len(fresh.sizes) + k for k, position in enumerate(positions)}
+        fresh.sizes += [0] * len(positions)
+    for node in shared.sums:
+        fresh.sums[node] = len(fresh.sizes)
+        fresh.sizes.append(0)
+    return fresh
+
+
+def test_shared_gradient_slots_change_no_gradient(monkeypatch):
+    spec = loads("input: 4x6x6\nclasses: 3\nnet: conv k=8 f=3 p=1 -> bn -> relu -> "
+                 "add(conv k=8 f=3 p=1 -> bn | id | conv k=8 f=1) -> relu -> "
+                 "cat(conv k=4 f=3 p=1 -> relu | avgpool 3 s=1 p=1 -> dropout 0) -> "
+                 "mul(id | gap -> conv k=12 f=1 -> sigmoid) -> shortcut k=24 s=2 -> add(id | relu) -> "
+                 "flatten -> fc 3\n")
+    x = np.random.default_rng(0).normal(size=(5, 4, 6, 6))
+    dy = np.random.default_rng(1).normal(size=(5, 3))
+    results = []
+    for planner in (backward.plan, _one_slot_each):
+        monkeypatch.setattr(model_module, "backward_plan", planner)
+        model = Model(spec, np.float64, seed=1)
+        model.forward(x, train=True)
+        dx = model.backward(dy, input_grad=True)
+        results.append((dx, model.flat_grads.copy(), len(model.gradient_space.sizes())))
+    (dx, grads, shared), (dx_alone, grads_alone, alone) = results
+    np.testing.assert_array_equal(dx, dx_alone)
+    np.testing.assert_array_equal(grads, grads_alone)
+    assert shared < alone
