@@ -82,8 +82,9 @@ class Model:
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
-        """Run the fusions spec/fusion.py plans: bn -> relu (or relu6) [-> max pool] as one op (same
-        results; `cnn gradcheck` checks both forms), and a conv applying the bn after it in infer_internal."""
+        """Run the fusions spec/fusion.py plans: bn -> relu (or relu6) [-> max pool] and add -> relu (or
+        relu6) as one op (same results; `cnn gradcheck` checks both forms), and a conv applying the bn
+        after it in infer_internal."""
         fusion = fusion_plan(self.spec.nodes)
         for index, act_index in fusion.act.items():
             op = self.ops[index]

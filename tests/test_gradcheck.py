@@ -100,6 +100,7 @@ def test_whole_network_with_residuals_and_concatenation():
 # Every bn reads a conv: in eval mode a bn after a relu would pass exact zeros to the next relu,
 # whose kink finite differences cannot measure.
 FUSABLE = ("input: 3x6x6\nnet: conv k=4 f=3 p=1 -> bn -> relu -> conv k=4 f=3 p=1 -> bn -> relu6 -> conv k=4 f=1 "
+           "-> add(conv k=4 f=3 p=1 | id) -> relu -> add(conv k=4 f=1 | id | tanh) -> relu6 "
            "-> add(bn -> relu | id) -> conv k=4 f=3 p=1 -> bn -> relu -> pool 2 -> conv k=3 f=1 -> bn -> relu6 "
            "-> pool 3 s=1 p=1 -> fc 3\n")
 
@@ -118,7 +119,8 @@ def test_fusion_changes_nothing_but_speed():
     spec = loads(FUSABLE)
     fused, plain = Model(spec, np.float64, seed=1), Model(spec, np.float64, seed=1, fuse=False)
     kinds = [type(op).__name__ for op in fused.ops]
-    assert kinds.count("Fused") == 7 and kinds.count("BatchNormActPoolOp") == 2
+    assert kinds.count("Fused") == 9 and kinds.count("BatchNormActPoolOp") == 2
+    assert [op.act for op in fused.ops if type(op).__name__ == "AddOp"] == [1, 2, 0]  # relu, relu6, none
     x = np.random.default_rng(0).normal(0, 1, (4, 3, 6, 6))
     for train in (True, False):
         np.testing.assert_allclose(fused.forward(x, train), plain.forward(x, train), rtol=1e-12)

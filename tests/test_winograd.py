@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cnncli.model import Model
+from cnncli.ops.conv import ConvOp
 from cnncli.ops import threads, winograd
 from cnncli.spec import loads, workspace
 
@@ -16,10 +17,11 @@ def pair(chain: str, input: str, dtype=np.float64, seed: int = 2, size: int | No
     every conv on the im2col path."""
     spec = loads(f"input: {input}\nnet: {chain}\n")
     fast, plain = Model(spec, dtype, seed), Model(spec, np.float64, seed)
-    assert any(getattr(op, "winograd", None) is not None for op in fast.ops)
-    for op in fast.ops:
-        if size is not None and getattr(op, "winograd", None) is not None:
+    for op in fast.ops:  # also where the engine would not choose Winograd for so few channels
+        window = op.node.info.window if isinstance(op, ConvOp) else None
+        if window and winograd.applies(window.kernel, window.stride, window.dilation, op.groups):
             op.winograd = winograd.Winograd(op, size)
+    assert any(getattr(op, "winograd", None) is not None for op in fast.ops)
     for op in plain.ops:
         if getattr(op, "winograd", None) is not None:
             op.winograd = None
@@ -83,7 +85,7 @@ def test_winograd_float32_is_within_1e_4_of_float64(size):
 def test_filter_transform_and_its_adjoint(size):
     """<transform_filters(w), du> = <w, filter_gradient(du)>: the weight gradient is the true adjoint."""
     rng = np.random.default_rng(0)
-    g = winograd.TILINGS[size].g
+    g = winograd.TILINGS[size].filters
     points = winograd.TILINGS[size].points
     w, du = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(points, 3, 2))
     u = winograd.transform_filters(w, np.empty((points, 3, 2)), g)
@@ -93,7 +95,7 @@ def test_filter_transform_and_its_adjoint(size):
     # a 3x3 filter that is 1 in its centre keeps its value at the 4 central tile positions
     centre = np.zeros((1, 1, 3, 3))
     centre[0, 0, 1, 1] = 1
-    u = winograd.transform_filters(centre, np.empty((16, 1, 1))).reshape(4, 4)
+    u = winograd.transform_filters(centre, np.empty((16, 1, 1)), winograd.TILINGS[2].filters).reshape(4, 4)
     np.testing.assert_array_equal(u, np.outer([0, 0.5, -0.5, 0], [0, 0.5, -0.5, 0]))
 
 
@@ -109,8 +111,8 @@ def test_one_dimensional_f4_by_hand():
     w = np.zeros((1, 1, 3, 3))
     w[0, 0, 1] = g
     v = np.empty((36, 1, 1))
-    winograd.input_transform_4(x, 0, 1, 1, v)
-    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.G4)
+    winograd.input_transform_4(x, 0, 0, 0, 1, 1, v)
+    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[4].filters)
     out = np.empty((1, 4, 4, 1))
     winograd.output_transform_4(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
     np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (4, 1)), atol=1e-12)
@@ -120,6 +122,11 @@ def test_tiling_choice_keeps_the_gemms_smallest():
     """F(4x4) from 3x3 outputs up, F(2x2) on 1-2 and on 5-6 (where 2x2 tiles fit and 4x4 ones waste)."""
     assert [winograd.tile_size(n, n) for n in range(1, 10)] == [2, 2, 4, 4, 2, 2, 4, 4, 4]
     assert winograd.tile_size(32, 32) == 4 and winograd.tile_size(56, 2) == 2
+
+
+def test_images_with_few_channels_stay_on_im2col():
+    m = Model(loads("input: 3x8x8\nnet: conv k=8 f=3 p=1 -> conv k=8 f=3 p=1\n"))
+    assert [op.winograd is not None for op in m.ops] == [False, True]
 
 
 def test_which_convs_use_winograd():

@@ -11,9 +11,9 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
-from ..spec.workspace import im2col_plan
+from ..spec.workspace import im2col_plan, uses_winograd
 from .threads import parallel, run_parallel, workers
-from .winograd import Winograd, applies
+from .winograd import Winograd
 
 
 @kernel
@@ -187,7 +187,8 @@ class ConvOp(Op):
         self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
         self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
-        self.winograd = Winograd(self) if applies(window.kernel, window.stride, window.dilation, self.groups) else None
+        winograd = uses_winograd(window.kernel, window.stride, window.dilation, self.groups, self.cin)
+        self.winograd = Winograd(self) if winograd else None
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}

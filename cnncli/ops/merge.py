@@ -8,20 +8,52 @@ import numpy as np
 from ..layers.merge import Add, Concat, Multiply, Shortcut
 from .base import Op
 from .jit import kernel
-from .threads import parallel
+from .pool import NO_ACT, RELU6
+from .threads import parallel, parallel_values
+
+
+@kernel
+def add_act(lo, hi, a, b, act, out):
+    """out = a + b over values lo..hi of flat arrays, then ReLU (act 1) or ReLU6 (act 2)."""
+    a, b, out = a[lo:hi], b[lo:hi], out[lo:hi]
+    low = out.dtype.type(-np.inf) if act == NO_ACT else out.dtype.type(0)
+    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    for i in range(out.size):
+        out[i] = min(max(a[i] + b[i], low), high)
+
+
+@kernel
+def act_backward(lo, hi, y, dy, act, dx):
+    """dx = dy where the activation's output y is inside its linear range (0 < y, and y < 6 for
+    ReLU6), else 0: the fused activation's gradient, read from its output."""
+    y, dy, dx = y[lo:hi], dy[lo:hi], dx[lo:hi]
+    z = y.dtype.type(0)
+    high = y.dtype.type(6) if act == RELU6 else y.dtype.type(np.inf)
+    for i in range(y.size):
+        dx[i] = dy[i] if (y[i] > z and y[i] < high) else z
 
 
 class AddOp(Op):
+    """Element-wise sum. Model fuses a following ReLU/ReLU6 (`act`), as after a ResNet block's sum:
+    one pass forward, and one pass that masks the gradient for every branch backward."""
+
     kinds = (Add,)
+    act = NO_ACT
 
     def forward(self, xs, train, rng):
         out = self.scratch("out", xs[0].shape)
-        np.add(xs[0], xs[1], out=out)
-        for x in xs[2:]:
-            out += x
+        flat = out.reshape(-1)
+        parallel_values(add_act, flat.size, xs[0].reshape(-1), xs[1].reshape(-1), NO_ACT if len(xs) > 2 else self.act, flat)
+        for i, x in enumerate(xs[2:], start=3):
+            parallel_values(add_act, flat.size, flat, x.reshape(-1), self.act if i == len(xs) else NO_ACT, flat)
+        self.y = out
         return out
 
     def backward(self, dy, need):
+        if self.act != NO_ACT:
+            g = self.gradient(dy.shape)  # one masked gradient, passed on to every branch
+            parallel_values(act_backward, g.size, self.y.reshape(-1), dy.reshape(-1), self.act, g.reshape(-1))
+            dy = g
         return [dy if wanted else None for wanted in need]
 
 

@@ -22,11 +22,13 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..spec.workspace import winograd_applies as applies  # noqa: F401 (the conv op and tests ask here)
+from ..spec.workspace import winograd_pays_off as pays_off  # noqa: F401
 from ..spec.workspace import winograd_plan, winograd_points, winograd_tiles
 from ..spec.workspace import winograd_tile_size as tile_size
 from .jit import kernel
 from .pool import NO_ACT, RELU6
-from .threads import parallel, run_parallel, workers
+from .threads import run_parallel, workers
 
 G2 = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 # Bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]: row i of Bt d is d[a] + sign * d[b]
@@ -34,47 +36,44 @@ BT_ROWS = np.array([[0, 2, -1], [1, 2, 1], [2, 1, -1], [1, 3, -1]])
 A = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]])  # At = A.T; row i of A dY: A[i] @ dY
 
 
-def applies(filter_size, stride, dilation, groups) -> bool:
-    return tuple(filter_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+def filter_map(g: np.ndarray) -> dict:
+    """kron(G, G) (a * a x 9) in each float dtype: it maps a flattened 3x3 filter to its flattened
+    a x a transform G g Gt, so that all filters transform in one GEMM."""
+    gg = np.kron(g, g)
+    return {np.dtype(t): gg.astype(t) for t in (np.float32, np.float64)}
 
 
-def transform_filters(w: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> np.ndarray:
-    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3) and G (a, 3); out (a * a, K, C)."""
-    g = g.astype(w.dtype)
-    a = len(g)
-    t = np.tensordot(g, w, axes=(1, 2))  # (a, K, C, 3)
-    u = np.tensordot(t, g, axes=(3, 1))  # (a, K, C, a)
-    out.reshape(a, a, *w.shape[:2])[...] = u.transpose(0, 3, 1, 2)
+def transform_filters(w: np.ndarray, out: np.ndarray, gg: dict) -> np.ndarray:
+    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3); out (a * a, K, C); gg from filter_map."""
+    np.matmul(gg[w.dtype], w.reshape(-1, 9).T, out=out.reshape(len(out), -1))
     return out
 
 
-def filter_gradient(du: np.ndarray, out: np.ndarray, g: np.ndarray = G2) -> None:
+def filter_gradient(du: np.ndarray, out: np.ndarray, gg: dict) -> None:
     """The adjoint of transform_filters: out[k, c] = Gt dU[:, k, c] G, for du (a * a, K, C)."""
-    g = g.astype(du.dtype)
-    a = len(g)
-    K, C = du.shape[1:]
-    t = np.tensordot(g, du.reshape(a, a, K, C), axes=(0, 0))  # (3, a, K, C)
-    out[...] = np.tensordot(t, g, axes=(1, 0)).transpose(1, 2, 0, 3)  # (3, K, C, 3) -> (K, C, 3, 3)
+    np.matmul(du.reshape(len(du), -1).T, gg[du.dtype], out=out.reshape(-1, 9))
 
 
 @kernel
-def pad_into(lo, hi, x, pt, pl, xp):
-    """xp[c, r, s] = x[c, r - pt, s - pl], zero where that is outside x, for channels lo..hi-1.
-    Plain loops: they compile in a fraction of the time that slice assignments take."""
+def tile_source(x, c, r, s, patch):
+    """Where the input tile of channel c at row r, column s of x (C, H, W, N) is read from: x[c]
+    itself with the tile at (r, s) when it lies inside x, else `patch` (a, a, N), filled with the
+    tile and zeros where it leaves x (the padding), with the tile at (0, 0). No padded copy of the
+    whole input is made: only the border tiles are copied."""
     _, H, W, N = x.shape
-    _, Hp, Wp, _ = xp.shape
-    zero = xp.dtype.type(0)
-    for c in range(lo, hi):
-        for r in range(Hp):
-            ih = r - pt
-            for s in range(Wp):
-                iw = s - pl
-                if 0 <= ih < H and 0 <= iw < W:
-                    for n in range(N):
-                        xp[c, r, s, n] = x[c, ih, iw, n]
-                else:
-                    for n in range(N):
-                        xp[c, r, s, n] = zero
+    a = patch.shape[0]
+    if r >= 0 and s >= 0 and r + a <= H and s + a <= W:
+        return x[c], r, s
+    zero = x.dtype.type(0)
+    for i in range(a):
+        for j in range(a):
+            if 0 <= r + i < H and 0 <= s + j < W:
+                for n in range(N):
+                    patch[i, j, n] = x[c, r + i, s + j, n]
+            else:
+                for n in range(N):
+                    patch[i, j, n] = zero
+    return patch, 0, 0
 
 
 # The kernels below index with the sample n last and every other index fixed outside the loop over
@@ -90,24 +89,26 @@ def tile_corner(t, tiles_w, size):
 
 
 @kernel
-def input_transform_2(xp, t0, t1, tiles_w, v):
+def input_transform_2(x, pt, pl, t0, t1, tiles_w, v):
     """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 4x4 input tile d of tile t (rows 2 * (t //
-    tiles_w), columns 2 * (t % tiles_w) of the padded input xp), tiles t0..t1-1. One pass per row of
-    Bt d (the sum or difference of two rows of d), so each loop writes only 4 streams and vectorises."""
-    C, _, _, N = xp.shape
+    tiles_w) - pt, columns 2 * (t % tiles_w) - pl of x, zero outside it), tiles t0..t1-1. One pass
+    per row of Bt d (the sum or difference of two rows of d): each loop writes 4 streams and vectorises."""
+    C, _, _, N = x.shape
     out = v.reshape(16, C, v.shape[2] // N, N)
+    patch = np.empty((4, 4, N), x.dtype)
     for c in range(C):
         for t in range(t0, t1):
             r, s = tile_corner(t, tiles_w, 2)
+            xp, r, s = tile_source(x, c, r - pt, s - pl, patch)
             tt = t - t0
             for row in range(4):
                 ra, rb = r + BT_ROWS[row, 0], r + BT_ROWS[row, 1]
                 sign = xp.dtype.type(BT_ROWS[row, 2])
                 for n in range(N):
-                    a0 = xp[c, ra, s, n] + sign * xp[c, rb, s, n]
-                    a1 = xp[c, ra, s + 1, n] + sign * xp[c, rb, s + 1, n]
-                    a2 = xp[c, ra, s + 2, n] + sign * xp[c, rb, s + 2, n]
-                    a3 = xp[c, ra, s + 3, n] + sign * xp[c, rb, s + 3, n]
+                    a0 = xp[ra, s, n] + sign * xp[rb, s, n]
+                    a1 = xp[ra, s + 1, n] + sign * xp[rb, s + 1, n]
+                    a2 = xp[ra, s + 2, n] + sign * xp[rb, s + 2, n]
+                    a3 = xp[ra, s + 3, n] + sign * xp[rb, s + 3, n]
                     out[4 * row, c, tt, n] = a0 - a2
                     out[4 * row + 1, c, tt, n] = a1 + a2
                     out[4 * row + 2, c, tt, n] = a2 - a1
@@ -191,21 +192,30 @@ def lane(flat, start, n):
 
 
 @kernel
-def input_transform_4(xp, t0, t1, tiles_w, v):
+def six_lanes(flat, start, plane, n):
+    """The n values at `start` of six consecutive planes of `plane` values each."""
+    return (lane(flat, start, n), lane(flat, start + plane, n), lane(flat, start + 2 * plane, n),
+            lane(flat, start + 3 * plane, n), lane(flat, start + 4 * plane, n), lane(flat, start + 5 * plane, n))
+
+
+@kernel
+def input_transform_4(x, pt, pl, t0, t1, tiles_w, v):
     """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 6x6 input tile d of tile t (rows 4 * (t //
-    tiles_w), columns 4 * (t % tiles_w) of the padded input xp), tiles t0..t1-1."""
-    C, _, _, N = xp.shape
+    tiles_w) - pt, columns 4 * (t % tiles_w) - pl of x, zero outside it), tiles t0..t1-1."""
+    C, _, _, N = x.shape
     flat = v.reshape(-1)
     plane = v.shape[1] * v.shape[2]
-    cols = np.empty((6, 6, N), xp.dtype)  # Bt d, one column of d at a time
-    two, four, five = xp.dtype.type(2), xp.dtype.type(4), xp.dtype.type(5)
+    patch = np.empty((6, 6, N), x.dtype)
+    cols = np.empty((6, 6, N), x.dtype)  # Bt d, one column of d at a time
+    two, four, five = x.dtype.type(2), x.dtype.type(4), x.dtype.type(5)
     for c in range(C):
         for t in range(t0, t1):
             r, s = tile_corner(t, tiles_w, 4)
+            xp, r, s = tile_source(x, c, r - pt, s - pl, patch)
             for j in range(6):
                 for n in range(N):
-                    d0, d1, d2 = xp[c, r, s + j, n], xp[c, r + 1, s + j, n], xp[c, r + 2, s + j, n]
-                    d3, d4, d5 = xp[c, r + 3, s + j, n], xp[c, r + 4, s + j, n], xp[c, r + 5, s + j, n]
+                    d0, d1, d2 = xp[r, s + j, n], xp[r + 1, s + j, n], xp[r + 2, s + j, n]
+                    d3, d4, d5 = xp[r + 3, s + j, n], xp[r + 4, s + j, n], xp[r + 5, s + j, n]
                     a, b = d4 - four * d2, d3 - four * d1
                     e, f = d4 - d2, two * (d3 - d1)
                     cols[0, j, n] = four * d0 - five * d2 + d4
@@ -217,8 +227,7 @@ def input_transform_4(xp, t0, t1, tiles_w, v):
             at = c * v.shape[2] + (t - t0) * N
             for i in range(6):
                 row, o = cols[i], at + 6 * i * plane
-                o0, o1, o2 = lane(flat, o, N), lane(flat, o + plane, N), lane(flat, o + 2 * plane, N)
-                o3, o4, o5 = lane(flat, o + 3 * plane, N), lane(flat, o + 4 * plane, N), lane(flat, o + 5 * plane, N)
+                o0, o1, o2, o3, o4, o5 = six_lanes(flat, o, plane, N)
                 for n in range(N):
                     d0, d1, d2, d3, d4, d5 = row[0, n], row[1, n], row[2, n], row[3, n], row[4, n], row[5, n]
                     a, b = d4 - four * d2, d3 - four * d1
@@ -299,8 +308,7 @@ def gradient_transform_4(dy, t0, t1, tiles_w, m):
             at = k * m.shape[2] + (t - t0) * N
             for i in range(6):
                 col, o = cols[i], at + 6 * i * plane
-                o0, o1, o2 = lane(flat, o, N), lane(flat, o + plane, N), lane(flat, o + 2 * plane, N)
-                o3, o4, o5 = lane(flat, o + 3 * plane, N), lane(flat, o + 4 * plane, N), lane(flat, o + 5 * plane, N)
+                o0, o1, o2, o3, o4, o5 = six_lanes(flat, o, plane, N)
                 for n in range(N):
                     y0, y1, y2, y3 = col[0, n], col[1, n], col[2, n], col[3, n]
                     a, b = y0 + y2, y1 + y3
@@ -314,10 +322,10 @@ def gradient_transform_4(dy, t0, t1, tiles_w, m):
 
 
 class Tiling(NamedTuple):
-    """One Winograd algorithm F(m x m, 3x3): its filter transform matrix G ((m + 2) x 3) and kernels."""
+    """One Winograd algorithm F(m x m, 3x3): its filter transform and kernels."""
 
     size: int  # m, outputs per tile side
-    g: np.ndarray
+    filters: dict  # filter_map(G)
     input_transform: Callable
     output_transform: Callable
     gradient_transform: Callable
@@ -329,15 +337,14 @@ class Tiling(NamedTuple):
 
 
 TILINGS = {
-    2: Tiling(2, G2, input_transform_2, output_transform_2, gradient_transform_2),
-    4: Tiling(4, G4, input_transform_4, output_transform_4, gradient_transform_4),
+    2: Tiling(2, filter_map(G2), input_transform_2, output_transform_2, gradient_transform_2),
+    4: Tiling(4, filter_map(G4), input_transform_4, output_transform_4, gradient_transform_4),
 }
 
 
 class Winograd:
     """The Winograd passes of one conv op. Every array they use lives only during one pass, on the
-    model's shared workspace (sizes: cnncli/spec/workspace.py): the weight gradient pads forward's
-    input again rather than keeping a padded copy per layer from forward to backward."""
+    model's shared workspace (sizes: cnncli/spec/workspace.py)."""
 
     def __init__(self, op, size: int | None = None):
         self.op = op
@@ -354,22 +361,14 @@ class Winograd:
         flat = self.op.temp(name, (a2 * channels * most * batch,))
         return flat[: a2 * channels * tiles * batch].reshape(a2, channels, tiles * batch)
 
-    def _pad(self, x, pt, pl, th, tw) -> np.ndarray:
-        """x (C, H, W, N) into an input of whole tiles for an output of th x tw tiles, zeros around."""
-        m = self.tiling.size
-        xp = self.op.temp("wino_padded", (x.shape[0], m * th + 2, m * tw + 2, x.shape[3]))
-        parallel(pad_into, x.shape[0], x, pt, pl, xp)
-        return xp
-
     def convolve(self, x, w, bias, pt, pl, out, act: int = NO_ACT) -> None:
         """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
         left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
         C, _, _, N = x.shape
         K, ho, wo, _ = out.shape
-        tiling = self.tiling
+        tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
-        xp = self._pad(x, pt, pl, th, tw)
-        u = transform_filters(w, self.op.temp("wino_u", (tiling.points, K, C)), tiling.g)
+        u = transform_filters(w, self.op.temp("wino_u", (tiling.points, K, C)), tiling.filters)
         b = bias if bias is not None else np.zeros(K, out.dtype)
         plan, most = self._plan(th * tw, C + K, N)
 
@@ -377,7 +376,7 @@ class Winograd:
             for t0, t1 in runs:
                 v = self._chunk(f"wino_v{worker}", C, t1 - t0, most, N)
                 prod = self._chunk(f"wino_m{worker}", K, t1 - t0, most, N)
-                tiling.input_transform(xp, t0, t1, tw, v)
+                tiling.input_transform(x, pt, pl, t0, t1, tw, v)
                 np.matmul(u, v, out=prod)
                 tiling.output_transform(prod, t0, t1, tw, b, bias is not None, act, out)
 
@@ -394,10 +393,10 @@ class Winograd:
         """gw (K, C, 3, 3) = sum over tiles and samples of Gt ((A dY At) (x) V) G, as one GEMM per tile
         point and chunk, for forward's input x."""
         K, ho, wo, N = dy.shape
-        C = x.shape[0]
         tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
-        xp = self._pad(x, self.op.pt, self.op.pl, th, tw)
+        C = x.shape[0]
+        pt, pl = self.op.pt, self.op.pl
         if (ho, wo) != (m * th, m * tw):  # output not a whole number of tiles: zero the gradient past its edge
             even = self.op.temp("wino_dy_even", (K, m * th, m * tw, N))
             even[...] = 0
@@ -412,10 +411,10 @@ class Winograd:
             for t0, t1 in runs:
                 v = self._chunk(f"wino_v{worker}", C, t1 - t0, most, N)
                 prod = self._chunk(f"wino_m{worker}", K, t1 - t0, most, N)
-                tiling.input_transform(xp, t0, t1, tw, v)
+                tiling.input_transform(x, pt, pl, t0, t1, tw, v)
                 tiling.gradient_transform(dy, t0, t1, tw, prod)
                 np.matmul(prod, v.transpose(0, 2, 1), out=product[worker])
                 partial[worker] += product[worker]
 
         run_parallel(work, plan)
-        filter_gradient(partial.sum(axis=0), gw, tiling.g)
+        filter_gradient(partial.sum(axis=0), gw, tiling.filters)

@@ -27,7 +27,7 @@ def show(r: dict, out: Console) -> None:
                   f"{100 * layer['share']:.1f}%")
     out.print(t)
     if any(layer["fused_into"] for layer in r["layers"]):
-        out.print("'in X': computed in the same pass as layer X (bn -> relu -> max pool are fused)", markup=False)
+        out.print("'in X': computed in the same pass as layer X (bn -> relu -> max pool and add -> relu are fused)", markup=False)
     out.print()
     lines = [
         f"training step: {r['train_step_ms']:.2f} ms = {r['train_samples_per_s']:,.0f} samples/s, "

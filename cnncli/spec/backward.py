@@ -15,6 +15,7 @@ from ..layers.activation import Dropout
 from ..layers.conv import Conv
 from ..layers.dense import Dense, Flatten
 from ..layers.merge import Add, Concat, Multiply
+from .fusion import Fusion
 from .fusion import plan as fusion_plan
 from .graph import INPUT
 
@@ -22,17 +23,23 @@ if TYPE_CHECKING:
     from .network import Spec
 
 NEW, PASS, OWN = "new", "pass", "own"  # a slot written by the op; its incoming gradient passed on; the op's own array
+MASKED = "masked"  # one slot the op writes (its incoming gradient masked by a fused relu), passed to every input
+NEEDY = (Conv, Dense, Multiply, Add, Concat)  # ops that return no gradient for an input that needs none
 
 
-def outputs(spec: Spec, node, absorbed: set[int], input_grad: bool) -> list[str | None]:
+def outputs(node, fusion: Fusion, input_grad: bool) -> list[str | None]:
     """What the op of `node` returns for each of its inputs in backward: NEW (an array the op writes,
-    planned into a slot), PASS (its incoming gradient or a view of it), OWN (an array the op keeps
-    itself), or None (no gradient: the network's input when its gradient is not asked for)."""
+    planned into a slot), MASKED (one such array for all inputs), PASS (its incoming gradient or a
+    view of it), OWN (an array the op keeps itself), or None (no gradient: the network's input when
+    its gradient is not asked for)."""
     out: list[str | None] = []
     for i in node.inputs:
-        if i == INPUT and not input_grad and node.kind in (Conv, Dense, Multiply):
-            out.append(None)  # these ops honour `need`
-        elif node.index in absorbed or node.kind in (Add, Concat, Flatten) or (node.kind is Dropout and node.params["rate"] == 0):
+        if i == INPUT and not input_grad and node.kind in NEEDY:
+            out.append(None)
+        elif node.kind is Add and node.index in fusion.act:
+            out.append(MASKED)
+        elif node.index in fusion.absorbed or node.kind in (Add, Concat, Flatten) \
+                or (node.kind is Dropout and node.params["rate"] == 0):
             out.append(PASS)
         elif node.kind is Multiply:
             out.append(OWN)
@@ -80,7 +87,7 @@ def plan(spec: Spec, start: int, input_grad: bool = False) -> GradientPlan:
     """Replay Model.backward_internal from node `start` (whose gradient comes from outside): every
     gradient is a reference to a slot, or to the incoming one; a slot is free again once no pending
     gradient refers to it, and never before the op that reads it has run."""
-    absorbed = fusion_plan(spec.nodes).absorbed
+    fusion = fusion_plan(spec.nodes)
     result = GradientPlan()
     slots = _Slots(result.sizes)
     outside = -1  # the gradient from the loss, or an op's own array: not a slot
@@ -106,8 +113,16 @@ def plan(spec: Spec, start: int, input_grad: bool = False) -> GradientPlan:
         if incoming is None:
             continue
         written: list[tuple[int, int]] = []
-        for position, (i, kind) in enumerate(zip(node.inputs, outputs(spec, node, absorbed, input_grad))):
-            if kind == NEW:
+        masked = outside
+        if node.kind is Add and node.index in fusion.act:  # written whether or not an input needs it
+            masked = slots.take(prod(node.shape))
+            result.slots[node.index] = {0: masked}
+            hold(masked)
+        for position, (i, kind) in enumerate(zip(node.inputs, outputs(node, fusion, input_grad))):
+            if kind == MASKED:
+                hold(masked)
+                written.append((i, masked))
+            elif kind == NEW:
                 slot = slots.take(per_sample(i))
                 result.slots.setdefault(node.index, {})[position] = slot
                 hold(slot)
@@ -118,6 +133,7 @@ def plan(spec: Spec, start: int, input_grad: bool = False) -> GradientPlan:
             elif kind == OWN:
                 written.append((i, outside))
         release(incoming)  # the op has run
+        release(masked)
         for i, slot in written:
             if i not in pending:
                 pending[i] = slot

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..layers.activation import ReLU, ReLU6
 from ..layers.conv import Conv
+from ..layers.merge import Add
 from ..layers.norm import BatchNorm
 from ..layers.pool import MaxPool
 from .graph import Node
@@ -14,7 +15,7 @@ from .graph import Node
 
 @dataclass
 class Fusion:
-    act: dict[int, int] = field(default_factory=dict)  # bn node -> the relu/relu6 node it applies
+    act: dict[int, int] = field(default_factory=dict)  # bn or add node -> the relu/relu6 node it applies
     pool: dict[int, int] = field(default_factory=dict)  # bn node -> the max pool after that activation it applies
     fold: dict[int, int] = field(default_factory=dict)  # conv node -> the bn node it applies in inference
 
@@ -25,9 +26,9 @@ class Fusion:
 
 
 def plan(nodes: list[Node]) -> Fusion:
-    """bn -> relu (or relu6) [-> max pool] becomes one pass over memory when each layer is the only
-    reader of the one before; a conv whose only reader is a bn (not one fused with a pool) applies
-    that bn (folded into its filters) in inference."""
+    """bn -> relu (or relu6) [-> max pool] and add -> relu (or relu6) become one pass over memory when
+    each layer is the only reader of the one before; a conv whose only reader is a bn (not one fused
+    with a pool) applies that bn (folded into its filters) in inference."""
     readers: dict[int, list[int]] = {}
     for node in nodes:
         for i in node.inputs:
@@ -41,14 +42,14 @@ def plan(nodes: list[Node]) -> Fusion:
 
     fusion = Fusion()
     for node in nodes:
-        if node.kind is not BatchNorm:
+        if node.kind not in (BatchNorm, Add):
             continue
         act = sole_reader(node)
         if act is None or act.kind not in (ReLU, ReLU6):
             continue
         fusion.act[node.index] = act.index
         pool = sole_reader(act)
-        if pool is not None and pool.kind is MaxPool:
+        if node.kind is BatchNorm and pool is not None and pool.kind is MaxPool:
             fusion.pool[node.index] = pool.index
     for node in nodes:
         after = sole_reader(node) if node.kind is Conv else None

@@ -78,7 +78,7 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
     input_grad = ctx.backward and node.inputs[0] != INPUT
     if groups > 1:
         return m
-    if _winograd(window, groups):
+    if ws.uses_winograd(window.kernel, window.stride, window.dilation, groups, c):
         return _winograd_conv(m, c, h, w, k, ho, wo, ctx, input_grad)
     fh, fw = window.kernel
     rows = c * fh * fw
@@ -98,14 +98,9 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
     return m
 
 
-def _winograd(window, groups: int) -> bool:
-    return tuple(window.kernel) == (3, 3) and tuple(window.stride) == (1, 1) and tuple(window.dilation) == (1, 1) \
-        and groups == 1
-
-
 def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad: bool) -> LayerMemory:
-    """F(m x m, 3x3) (cnncli/ops/winograd.py): per pass the padded input, the transformed filters and
-    each worker's input and product tiles; the weight gradient adds per-worker sums."""
+    """F(m x m, 3x3) (cnncli/ops/winograd.py): per pass the transformed filters and each worker's
+    input and product tiles; the weight gradient adds per-worker sums (and dy cut to whole tiles)."""
     n = ctx.batch
     size = ws.winograd_tile_size(ho, wo)
     points = ws.winograd_points(size)
@@ -113,7 +108,6 @@ def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad:
     def convolve(cin, kout, rows, cols):  # a pass from cin channels into a kout x rows x cols output
         th, tw = ws.winograd_tiles(rows, cols, size)
         plan, most = ws.winograd_plan(th * tw, size, cin + kout, n, ctx.workers)
-        m.need("wino_padded", cin * (size * th + 2) * (size * tw + 2) * n)
         m.need("wino_u", points * kout * cin)
         for worker in range(len(plan)):
             m.need(f"wino_v{worker}", points * cin * most * n)
