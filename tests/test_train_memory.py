@@ -99,10 +99,10 @@ def test_gradient_slots_of_a_residual_block_counted_by_hand():
     spec = loads("input: 2x4x4\nclasses: 3\n"
                  "net: conv k=2 f=3 p=1 -> relu -> add(conv k=2 f=3 p=1 | id) -> relu -> fc 3\n")
     plan = backward.plan(spec, memory.loss_node(spec))
-    # fc1 writes relu2's gradient (slot 0); relu2 add1's (slot 1, slot 0 is still being read); add1
-    # passes slot 1 on to both its inputs; conv2 writes relu1's (slot 0), which the model sums with
-    # add1's into slot 2 (both others are busy); relu1 writes conv1's into the then free slot 1.
-    assert plan.slots == {5: {0: 0}, 4: {0: 1}, 2: {0: 0}, 1: {0: 1}}
+    # fc1 writes relu2's gradient (slot 0); add1, which applies relu2, masks it into slot 1 and passes
+    # that to both its inputs; conv2 writes relu1's into slot 0 (free again), which the model sums
+    # with add1's into slot 2 (the others are busy); relu1 writes conv1's into the then free slot 1.
+    assert plan.slots == {5: {0: 0}, 3: {0: 1}, 2: {0: 0}, 1: {0: 1}}
     assert plan.sums == {1: 2}
     assert plan.sizes == [32, 32, 32]  # five gradients, three arrays
 

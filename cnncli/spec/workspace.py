@@ -36,11 +36,16 @@ def split_work(n: int, chunk: int, workers: int) -> list[list[tuple[int, int]]]:
     return plan
 
 
+def longest_run(plan: list[list[tuple[int, int]]]) -> int:
+    """The most items one run of the plan holds: what a per-worker chunk buffer must fit."""
+    return max((end - start for runs in plan for start, end in runs), default=0)
+
+
 def im2col_plan(rows: int, positions: int, batch: int, workers: int) -> tuple[list, int]:
     """The im2col path's chunks of output positions: (the plan, positions in the largest chunk).
     rows = input channels per group x kernel height x kernel width, one column per (position, sample)."""
-    size = max(1, IM2COL_CHUNK_VALUES // max(rows * batch, 1))
-    return split_work(positions, size, workers), min(size, positions)
+    plan = split_work(positions, max(1, IM2COL_CHUNK_VALUES // max(rows * batch, 1)), workers)
+    return plan, longest_run(plan)
 
 
 # Winograd F(m x m, 3x3), m = 2 or 4: transformed-tile values per worker chunk (input and product
@@ -91,5 +96,5 @@ def winograd_tile_size(rows: int, cols: int) -> int:
 def winograd_plan(tiles: int, m: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
     """Chunks of tiles for the workers: (the plan, tiles in the largest chunk); `channels` are the
     input and output channels of the GEMMs together."""
-    size = max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1))
-    return split_work(tiles, size, workers), min(size, tiles)
+    plan = split_work(tiles, max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1)), workers)
+    return plan, longest_run(plan)
