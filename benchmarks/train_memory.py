@@ -23,30 +23,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cnncli import losses, optim  # noqa: E402
+from cnncli.bench import random_training  # noqa: E402
 from cnncli.model import Model  # noqa: E402
 from cnncli.report import human_bytes  # noqa: E402
 from cnncli.spec import load  # noqa: E402
-from cnncli.step import TrainStep  # noqa: E402
 
 
-def train(spec, batch: int, steps: int = 2) -> tuple[Model, TrainStep]:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(*spec.input, batch)).astype(np.float32)  # the engine's (C, H, W, N)
-    y = rng.integers(0, spec.classes or 1, batch)
-    model = Model(spec, np.float32)
-    step = TrainStep(model, losses.from_spec(spec.train, spec.classes),
-                     optim.from_spec(spec.train, model.flat_params, model.flat_grads))
+def train(spec, batch: int, steps: int = 2) -> Model:
+    model, step, x, target = random_training(spec, batch)
     for _ in range(steps):
-        step(x, y)
-    return model, step
+        step(x, target)
+    return model
 
 
 def traced(spec, batch: int) -> tuple[int, int, Model]:
     """(bytes held after two training steps, peak bytes, the model), kernels already loaded."""
     train(spec, 2, 1)  # loads and types the kernels, whose bookkeeping is not the network's memory
     tracemalloc.start()
-    model, _ = train(spec, batch)
+    model = train(spec, batch)
     held, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return held, peak, model

@@ -8,24 +8,18 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cnncli import losses, optim
 from cnncli import model as model_module
+from cnncli.bench import random_training
 from cnncli.model import Model
 from cnncli.ops import threads
 from cnncli.spec import backward, load, loads, memory
-from cnncli.step import TrainStep
 from tests.helpers import ARCHITECTURES
 
 
-def train(spec, batch: int, steps: int = 2) -> tuple[Model, TrainStep]:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(*spec.input, batch)).astype(np.float32)
-    y = rng.integers(0, spec.classes, batch) if spec.classes else rng.normal(size=(batch, spec.output)).astype(np.float32)
-    model = Model(spec, np.float32)
-    step = TrainStep(model, losses.from_spec(spec.train, spec.classes),
-                     optim.from_spec(spec.train, model.flat_params, model.flat_grads))
+def train(spec, batch: int, steps: int = 2):
+    model, step, x, target = random_training(spec, batch)
     for _ in range(steps):
-        step(x, y)
+        step(x, target)
     return model, step
 
 
