@@ -44,6 +44,7 @@ class Model:
                        f"cnn shapes {spec.file} shows its size; use a smaller network")
         self.checkpoint = None  # set by from_checkpoint
         self.ops: list[Op] = [op_for(node.kind)(node, self.dtype) for node in spec.nodes]
+        self.fused = fuse
         if fuse:
             self._fuse()
         self.workspace = Workspace()  # one for all ops: their temporaries take turns on it
@@ -259,7 +260,7 @@ class Model:
         key = (start, input_grad)
         plan = self._gradient_plans.get(key)
         if plan is None:
-            plan = self._gradient_plans[key] = backward_plan(self.spec, start, input_grad)
+            plan = self._gradient_plans[key] = backward_plan(self.spec, start, input_grad, self.fused)
         if plan is not self._planned:
             for op in self.ops:
                 op.gradients = self.gradient_space

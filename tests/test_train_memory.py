@@ -101,9 +101,9 @@ def test_gradient_slots_of_a_residual_block_counted_by_hand():
     assert plan.sizes == [32, 32, 32]  # five gradients, three arrays
 
 
-def _one_slot_each(spec, start, input_grad=False):
+def _one_slot_each(spec, start, input_grad=False, fused=True):
     """The plan with every gradient in a slot of its own: nothing shared."""
-    shared = backward.plan(spec, start, input_grad)
+    shared = backward.plan(spec, start, input_grad, fused)
     fresh = backward.GradientPlan()
     for node, positions in shared.slots.items():
         fresh.slots[node] = {position: len(fresh.sizes) + k for k, position in enumerate(positions)}
@@ -114,7 +114,8 @@ def _one_slot_each(spec, start, input_grad=False):
     return fresh
 
 
-def test_shared_gradient_slots_change_no_gradient(monkeypatch):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_shared_gradient_slots_change_no_gradient(monkeypatch, fuse):
     spec = loads("input: 4x6x6\nclasses: 3\nnet: conv k=8 f=3 p=1 -> bn -> relu -> "
                  "add(conv k=8 f=3 p=1 -> bn | id | conv k=8 f=1) -> relu -> "
                  "cat(conv k=4 f=3 p=1 -> relu | avgpool 3 s=1 p=1 -> dropout 0) -> "
@@ -125,7 +126,7 @@ def test_shared_gradient_slots_change_no_gradient(monkeypatch):
     results = []
     for planner in (backward.plan, _one_slot_each):
         monkeypatch.setattr(model_module, "backward_plan", planner)
-        model = Model(spec, np.float64, seed=1)
+        model = Model(spec, np.float64, seed=1, fuse=fuse)
         model.forward(x, train=True)
         dx = model.backward(dy, input_grad=True)
         results.append((dx, model.flat_grads.copy(), len(model.gradient_space.sizes())))

@@ -295,7 +295,9 @@ class ConvOp(Op):
                     col2im(dcols, p0, p1, self.fh, self.fw, *self.geometry, self.wo, dxs[worker])
 
         run_parallel(work, plan)
-        gw.reshape(self.filters, self.rows)[...] = np.sum(partial, axis=0).T
+        for extra in partial[1:]:  # summed in place: no temporary of the weights' size
+            partial[0] += extra
+        gw.reshape(self.filters, self.rows)[...] = partial[0].T
         if "bias" in self.grads:
             np.sum(dy2, axis=1, out=self.grads["bias"])
         if dxs is None:

@@ -387,7 +387,9 @@ class Winograd:
 
     def input_gradient(self, dy, w, dx) -> None:
         """dx = dy correlated with the filters flipped and transposed, padded by 2 - p on each side."""
-        self.convolve(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), None, 2 - self.op.pt, 2 - self.op.pl, dx)
+        flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], 3, 3))
+        flipped[...] = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        self.convolve(dy, flipped, None, 2 - self.op.pt, 2 - self.op.pl, dx)
 
     def weight_gradient(self, x, dy, gw) -> None:
         """gw (K, C, 3, 3) = sum over tiles and samples of Gt ((A dY At) (x) V) G, as one GEMM per tile
@@ -417,4 +419,6 @@ class Winograd:
                 partial[worker] += product[worker]
 
         run_parallel(work, plan)
-        filter_gradient(partial.sum(axis=0), gw, tiling.filters)
+        for extra in partial[1:]:  # summed in place: no temporary of the transformed filters' size
+            partial[0] += extra
+        filter_gradient(partial[0], gw, tiling.filters)

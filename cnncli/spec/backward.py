@@ -83,11 +83,12 @@ class _Slots:
         self.free.append(slot)
 
 
-def plan(spec: Spec, start: int, input_grad: bool = False) -> GradientPlan:
-    """Replay Model.backward_internal from node `start` (whose gradient comes from outside): every
-    gradient is a reference to a slot, or to the incoming one; a slot is free again once no pending
-    gradient refers to it, and never before the op that reads it has run."""
-    fusion = fusion_plan(spec.nodes)
+def plan(spec: Spec, start: int, input_grad: bool = False, fused: bool = True) -> GradientPlan:
+    """Replay Model.backward_internal from node `start` (whose gradient comes from outside) for a
+    model with (or, fused=False, without) its fusions: every gradient is a reference to a slot, or to
+    the incoming one; a slot is free again once no pending gradient refers to it, and never before
+    the op that reads it has run."""
+    fusion = fusion_plan(spec.nodes) if fused else Fusion()
     result = GradientPlan()
     slots = _Slots(result.sizes)
     outside = -1  # the gradient from the loss, or an op's own array: not a slot

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING
 
-from ..layers.activation import Dropout, Softmax
+from ..layers.activation import Dropout
 from ..layers.conv import Conv
 from ..layers.dense import Flatten
-from ..layers.merge import Add, Concat, Multiply, Shortcut
+from ..layers.merge import Multiply
 from ..layers.norm import BatchNorm, LocalResponseNorm
 from ..layers.pool import GlobalAvgPool, GlobalMaxPool, MaxPool
 from . import workspace as ws
@@ -61,7 +61,7 @@ class Context:
     batch: int
     workers: int
     backward: bool  # the layer's backward runs (it lies between the input and the loss)
-    pool: Node | None  # a bn that also applies the max pool after that relu
+    pool: Node | None  # for a bn: the max pool it applies after its relu, if it does
 
 
 def _values(shape, batch: int) -> int:
@@ -121,6 +121,7 @@ def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad:
         m.need("wino_du", len(plan) * points * k * c)
         m.need("wino_du_product", len(plan) * points * k * c)
     if input_grad:
+        m.need("wino_flipped", k * c * 9)  # the filters flipped and transposed
         convolve(k, c, h, w)
     return m
 
@@ -162,6 +163,7 @@ def _lrn(node: Node, ctx: Context) -> LayerMemory:
 
 
 def _multiply(node: Node, ctx: Context) -> LayerMemory:
+    """The output, and the input gradients mul's backward keeps in arrays of its own."""
     values = _values(node.shape, ctx.batch)
     m = LayerMemory(kept=values * BYTES_PER_VALUE)
     if not ctx.backward:
