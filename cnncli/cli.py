@@ -482,4 +482,30 @@ def _threads(threads: int | None) -> None:
 
 
 def run() -> None:
-    app()
+    """The `cnn` command. A usage mistake (unknown command or option, a value of the wrong type, a
+    missing argument) ends like every other user mistake: one `error:` line on stderr naming the
+    command, exit code 2. Bare `cnn` (or a command without its arguments) still shows the help."""
+    try:
+        from typer._click.exceptions import UsageError  # recent typer runs on its own copy of click
+    except ImportError:
+        from click.exceptions import UsageError
+    try:
+        code = app(standalone_mode=False, prog_name="cnn")
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: `cnn` alone
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "cnn"
+        message = printable(exc.format_message().rstrip(".")).replace("\n", " ")
+        _echo_error(f"error: {where}: {message}; see '{where} --help'")
+        sys.exit(2)
+    except typer.Abort:
+        _echo_error("Aborted!")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _echo_error(line: str) -> None:
+    from .report import console
+
+    console(stderr=True).print(line, markup=False, highlight=False, soft_wrap=True)

@@ -164,3 +164,22 @@ def test_option_values_are_checked_without_pydantic():
     cliparams.install()  # twice is once
     r = cnn("shapes", TUTORIAL, "--batch", "0")
     assert r.returncode == 2 and "Invalid value for '--batch'" in r.stderr and "minimum 1" in r.stderr
+
+
+@pytest.mark.parametrize("args,says", [
+    (("train", "fashion-tutorial", "--epochs", "abc"), "error: cnn train: Invalid value for '--epochs': 'abc' is not an integer; see 'cnn train --help'"),
+    (("shapes",), "error: cnn shapes: Missing argument 'spec'; see 'cnn shapes --help'"),
+    (("nosuch",), "error: cnn: No such command 'nosuch'; see 'cnn --help'"),
+    (("shapes", TUTORIAL, "--bogus\x1b[2J"), "error: cnn shapes: No such option: --bogus\\x1b[2J; see 'cnn shapes --help'"),
+])
+def test_usage_mistakes_end_in_one_error_line(args, says):
+    """Like every other user mistake: one line on stderr, exit code 2, the input's control
+    characters escaped, no box drawn around it."""
+    r = cnn(*args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [says]
+
+
+def test_bare_cnn_still_shows_the_help():
+    r = cnn()
+    assert r.returncode == 2 and "Usage: cnn [OPTIONS] COMMAND" in r.stdout + r.stderr and "shapes" in r.stdout + r.stderr

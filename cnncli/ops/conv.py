@@ -12,7 +12,8 @@ from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
 from ..spec.workspace import im2col_plan, uses_winograd
-from .threads import parallel, run_parallel, workers
+from .merge import add_act
+from .threads import parallel, parallel_values, run_parallel, workers
 from .winograd import Winograd
 
 
@@ -303,8 +304,9 @@ class ConvOp(Op):
         if dxs is None:
             return [None]
         if not self.pointwise:
+            total = dxs[0].reshape(-1)
             for extra in dxs[1:]:
-                dxs[0] += extra
+                parallel_values(add_act, total.size, total, extra.reshape(-1), NO_ACT, total)
         return [dxs[0]]
 
     # -- the im2col + GEMM path works on chunks of output positions (oh, ow), each chunk's columns
