@@ -23,7 +23,9 @@ from .layers.activation import ReLU, ReLU6
 from .ops.base import Fused, Op, Workspace
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp
 from .ops.registry import op_for
+from .ops.threads import workers
 from .spec import Spec, load, loads
+from .spec import memory as memory_estimate
 from .spec.backward import GradientPlan
 from .spec.backward import plan as backward_plan
 from .spec.fusion import plan as fusion_plan
@@ -80,6 +82,7 @@ class Model:
         self.gradient_space = Workspace()  # backward's gradients, in the slots spec/backward.py plans
         self._gradient_plans: dict[tuple[int, bool], GradientPlan] = {}
         self._planned: GradientPlan | None = None  # the plan the ops' gradient_slots follow now
+        self._reserved_batch = 0  # the batch the workspace was last sized for
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
@@ -188,6 +191,12 @@ class Model:
             mode = train and not (op.buffers and op.node.name in self.frozen)  # frozen BN: running statistics
             return op.forward(xs, mode, self.rng)
 
+        if train and self.fused and x.shape[3] > self._reserved_batch:
+            # the workspace a training step needs, as the memory estimate counts it (spec/memory.py)
+            per_layer = memory_estimate.layers(self.spec, x.shape[3], workers())
+            scale = self.dtype.itemsize / memory_estimate.BYTES_PER_VALUE
+            self.workspace.reserve({k: int(v * scale) for k, v in memory_estimate.shared_workspace(per_layer).items()})
+            self._reserved_batch = x.shape[3]
         return self._run(x, forward, inferred=False, tap=tap)
 
     def infer_internal(self, x: np.ndarray) -> np.ndarray:
@@ -224,6 +233,8 @@ class Model:
             raise RuntimeError("backward after infer_internal: run forward_internal for a pass with a backward")
         start = self.spec.output_node if start is None else start
         plan = self._gradient_plan(start, input_grad)
+        self.gradient_space.reserve({f"slot{i}": size * dy.shape[-1] * self.dtype.itemsize
+                                     for i, size in enumerate(plan.sizes)})
         grads: dict[int, np.ndarray] = {start: dy}
         owned: set[int] = set()
         timer = self.timer

@@ -56,6 +56,14 @@ class Workspace:
             buf = self._buffers[key] = np.empty(size, np.uint8)
         return buf[:size].view(dtype).reshape(shape)
 
+    def reserve(self, sizes: dict[str, int]) -> None:
+        """Grow buffers to the given bytes per name now, so that no buffer is reallocated (old and new
+        alive at once) while the first step asks for ever larger ones."""
+        for key, size in sizes.items():
+            buf = self._buffers.get(key)
+            if buf is None or buf.size < size:
+                self._buffers[key] = np.empty(size, np.uint8)
+
     @property
     def nbytes(self) -> int:
         return sum(buf.nbytes for buf in self._buffers.values())
