@@ -114,20 +114,26 @@ def _one_slot_each(spec, start, input_grad=False, fused=True):
     return fresh
 
 
-@pytest.mark.parametrize("fuse", [True, False])
-def test_shared_gradient_slots_change_no_gradient(monkeypatch, fuse):
-    spec = loads("input: 4x6x6\nclasses: 3\nnet: conv k=8 f=3 p=1 -> bn -> relu -> "
-                 "add(conv k=8 f=3 p=1 -> bn | id | conv k=8 f=1) -> relu -> "
-                 "cat(conv k=4 f=3 p=1 -> relu | avgpool 3 s=1 p=1 -> dropout 0) -> "
-                 "mul(id | gap -> conv k=12 f=1 -> sigmoid) -> shortcut k=24 s=2 -> add(id | relu) -> "
-                 "flatten -> fc 3\n")
+BRANCHY = ("input: 4x6x6\nclasses: 3\nnet: conv k=8 f=3 p=1 -> bn -> relu -> "
+           "add(conv k=8 f=3 p=1 -> bn | id | conv k=8 f=1) -> relu -> "
+           "cat(conv k=4 f=3 p=1 -> relu -> dropout 0.5 | avgpool 3 s=1 p=1 -> dropout 0) -> "
+           "mul(id | gap -> conv k=12 f=1 -> sigmoid) -> shortcut k=24 s=2 -> add(id | relu) -> flatten -> fc 3\n")
+CHAIN = "input: 4x6x6\nclasses: 3\nnet: conv k=4 f=3 p=1 -> conv k=4 f=3 p=1 -> dropout 0.5 -> fc 3\n"
+
+
+@pytest.mark.parametrize("text, fuse, train", [(BRANCHY, True, True), (BRANCHY, False, True), (BRANCHY, True, False),
+                                               (CHAIN, True, False)])
+def test_shared_gradient_slots_change_no_gradient(monkeypatch, text, fuse, train):
+    """Also in evaluation mode, where dropout is the identity (and must still write its own slot:
+    passing its incoming one on would let the conv before it write its input gradient over its dy)."""
+    spec = loads(text)
     x = np.random.default_rng(0).normal(size=(5, 4, 6, 6))
     dy = np.random.default_rng(1).normal(size=(5, 3))
     results = []
     for planner in (backward.plan, _one_slot_each):
         monkeypatch.setattr(model_module, "backward_plan", planner)
         model = Model(spec, np.float64, seed=1, fuse=fuse)
-        model.forward(x, train=True)
+        model.forward(x, train=train)
         dx = model.backward(dy, input_grad=True)
         results.append((dx, model.flat_grads.copy(), len(model.gradient_space.sizes())))
     (dx, grads, shared), (dx_alone, grads_alone, alone) = results

@@ -330,10 +330,13 @@ class DropoutOp(Op):
         return y
 
     def backward(self, dy, need):
-        if not self.train or self.p["rate"] == 0:
+        if self.p["rate"] == 0:
             return [dy]
-        dx = self.gradient(dy.shape)
-        np.multiply(dy, self.mask, out=dx)
+        dx = self.gradient(dy.shape)  # in evaluation mode too, where the model's gradient plan expects it
+        if self.train:
+            np.multiply(dy, self.mask, out=dx)
+        else:
+            np.copyto(dx, dy)
         return [dx]
 
 
