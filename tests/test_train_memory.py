@@ -12,7 +12,7 @@ from cnncli import model as model_module
 from cnncli.bench import random_training
 from cnncli.model import Model
 from cnncli.ops import threads
-from cnncli.spec import backward, load, loads, memory
+from cnncli.spec import backward, load, loads, memory, workspace
 from tests.helpers import ARCHITECTURES
 
 
@@ -140,3 +140,13 @@ def test_shared_gradient_slots_change_no_gradient(monkeypatch, text, fuse, train
     np.testing.assert_array_equal(dx, dx_alone)
     np.testing.assert_array_equal(grads, grads_alone)
     assert shared < alone
+
+
+def test_split_extent_is_the_plan_without_listing_it():
+    for n in range(0, 40):
+        for chunk in (1, 2, 3, 7, 50):
+            for workers in (1, 2, 3, 4):
+                plan = workspace.split_work(n, chunk, workers)
+                longest = max((b - a for runs in plan for a, b in runs), default=0)
+                assert workspace.split_extent(n, chunk, workers) == (len(plan), longest), (n, chunk, workers)
+    assert workspace.split_extent(10**12, 3, 2) == (2, 3)  # a network far too big to run is still counted

@@ -83,15 +83,15 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
     fh, fw = window.kernel
     rows = c * fh * fw
     pointwise = (fh, fw, window.stride, window.pad_h[0], window.pad_w[0]) == (1, 1, (1, 1), 0, 0)
-    plan, chunk = ws.im2col_plan(rows, ho * wo, n, ctx.workers)
-    for worker in range(len(plan) if not pointwise else 0):
+    count, chunk = ws.split_extent(ho * wo, ws.im2col_chunk(rows, n), ctx.workers)
+    for worker in range(count if not pointwise else 0):
         m.need(f"cols{worker}", rows * chunk * n)
     if not ctx.backward:
         return m
-    m.need("gw_partial", len(plan) * rows * k)
-    m.need("gw_product", len(plan) * rows * k)
+    m.need("gw_partial", count * rows * k)
+    m.need("gw_product", count * rows * k)
     if input_grad and not pointwise:
-        for worker in range(len(plan)):
+        for worker in range(count):
             m.need(f"dcols{worker}", rows * chunk * n)
             if worker:
                 m.need(f"dx{worker}", x_values)
@@ -107,19 +107,19 @@ def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad:
 
     def convolve(cin, kout, rows, cols):  # a pass from cin channels into a kout x rows x cols output
         th, tw = ws.winograd_tiles(rows, cols, size)
-        plan, most = ws.winograd_plan(th * tw, size, cin + kout, n, ctx.workers)
+        count, most = ws.split_extent(th * tw, ws.winograd_chunk(size, cin + kout, n), ctx.workers)
         m.need("wino_u", points * kout * cin)
-        for worker in range(len(plan)):
+        for worker in range(count):
             m.need(f"wino_v{worker}", points * cin * most * n)
             m.need(f"wino_m{worker}", points * kout * most * n)
-        return th, tw, plan
+        return th, tw, count
 
-    th, tw, plan = convolve(c, k, ho, wo)
+    th, tw, count = convolve(c, k, ho, wo)
     if ctx.backward:
         if (ho, wo) != (size * th, size * tw):
             m.need("wino_dy_even", k * size * th * size * tw * n)
-        m.need("wino_du", len(plan) * points * k * c)
-        m.need("wino_du_product", len(plan) * points * k * c)
+        m.need("wino_du", count * points * k * c)
+        m.need("wino_du_product", count * points * k * c)
     if input_grad:
         m.need("wino_flipped", k * c * 9)  # the filters flipped and transposed
         convolve(k, c, h, w)

@@ -36,16 +36,23 @@ def split_work(n: int, chunk: int, workers: int) -> list[list[tuple[int, int]]]:
     return plan
 
 
-def longest_run(plan: list[list[tuple[int, int]]]) -> int:
-    """The most items one run of the plan holds: what a per-worker chunk buffer must fit."""
-    return max((end - start for runs in plan for start, end in runs), default=0)
+def split_extent(n: int, chunk: int, workers: int) -> tuple[int, int]:
+    """(workers used, items in the longest run) of split_work(n, chunk, workers), without listing
+    the runs: what per-worker buffers must fit, counted even for a network far too big to run."""
+    count = min(workers, n)
+    return count, (min(chunk, -(-n // count)) if count else 0)
+
+
+def im2col_chunk(rows: int, batch: int) -> int:
+    """Output positions per im2col chunk; rows = input channels per group x kernel height x width,
+    one column per (position, sample)."""
+    return max(1, IM2COL_CHUNK_VALUES // max(rows * batch, 1))
 
 
 def im2col_plan(rows: int, positions: int, batch: int, workers: int) -> tuple[list, int]:
-    """The im2col path's chunks of output positions: (the plan, positions in the largest chunk).
-    rows = input channels per group x kernel height x kernel width, one column per (position, sample)."""
-    plan = split_work(positions, max(1, IM2COL_CHUNK_VALUES // max(rows * batch, 1)), workers)
-    return plan, longest_run(plan)
+    """The im2col path's chunks of output positions: (the plan, positions in its longest run)."""
+    chunk = im2col_chunk(rows, batch)
+    return split_work(positions, chunk, workers), split_extent(positions, chunk, workers)[1]
 
 
 # Winograd F(m x m, 3x3), m = 2 or 4: transformed-tile values per worker chunk (input and product
@@ -93,8 +100,12 @@ def winograd_tile_size(rows: int, cols: int) -> int:
     return 4 if work(4) < work(2) else 2
 
 
+def winograd_chunk(m: int, channels: int, batch: int) -> int:
+    """Tiles per Winograd chunk; `channels` are the input and output channels of the GEMMs together."""
+    return max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1))
+
+
 def winograd_plan(tiles: int, m: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
-    """Chunks of tiles for the workers: (the plan, tiles in the largest chunk); `channels` are the
-    input and output channels of the GEMMs together."""
-    plan = split_work(tiles, max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1)), workers)
-    return plan, longest_run(plan)
+    """Chunks of tiles for the workers: (the plan, tiles in its longest run)."""
+    chunk = winograd_chunk(m, channels, batch)
+    return split_work(tiles, chunk, workers), split_extent(tiles, chunk, workers)[1]
