@@ -59,25 +59,34 @@ def blas_kernels() -> str:
     return ", ".join(found) or "unknown"
 
 
-def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int = 0) -> dict:
-    started = time.perf_counter()
-    from . import losses, memory, optim
+def random_training(spec: Spec, batch: int, seed: int = 0):
+    """(model, step, x, target): a float32 model of `spec`, its training step (the spec's loss and
+    optimizer) and a batch of random data in the engine's (C, H, W, N) layout with random targets."""
+    from . import losses, optim
     from .model import Model
-    from .ops.base import Fused
-    from .ops.threads import workers
     from .step import TrainStep
 
-    memory.require_for(spec, batch, f"benchmarking {spec.file}")
     model = Model(spec, np.float32, seed)
     rng = np.random.default_rng(seed)
     c, h, w = spec.input
-    x = rng.normal(0, 1, (c, h, w, batch)).astype(np.float32)  # the engine's CHWN layout
+    x = rng.normal(0, 1, (c, h, w, batch)).astype(np.float32)
     loss = losses.from_spec(spec.train, spec.classes)
     if loss.classifies:
         target = rng.integers(0, spec.classes or int(np.prod(spec.output_shape)), batch)
     else:
         target = rng.normal(0, 1, (batch, int(np.prod(spec.output_shape)))).astype(np.float32)
     step = TrainStep(model, loss, optim.from_spec(spec.train, model.flat_params, model.flat_grads))
+    return model, step, x, target
+
+
+def run(spec: Spec, batch: int = 64, steps: int = 20, warmup: int = 3, seed: int = 0) -> dict:
+    started = time.perf_counter()
+    from . import memory
+    from .ops.base import Fused
+    from .ops.threads import workers
+
+    memory.require_for(spec, batch, f"benchmarking {spec.file}")
+    model, step, x, target = random_training(spec, batch, seed)
 
     step(x, target)
     model.infer_internal(x)

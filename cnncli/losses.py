@@ -82,5 +82,5 @@ class Loss:
 
 
 def from_spec(train, classes: int | None) -> Loss:
-    setting = train.loss or {"name": "cross_entropy" if classes else "mse", "smoothing": 0.0}
+    setting = train.loss_setting(classes)
     return Loss(setting["name"], setting.get("smoothing", 0.0))

@@ -79,9 +79,9 @@ def model_bytes(spec, value_bytes: int = 4) -> int:
 
 def require_for(spec, batch: int, what: str, training: bool = True, value_bytes: int = 4) -> None:
     """Refuse to run `spec` at `batch` when the estimate `cnn shapes` prints does not fit: a training
-    step (weights, gradients, optimizer state, buffers, activations and their gradients), or for
-    inference the weights, gradients and buffers a model holds plus the activations of one forward."""
+    step (weights, gradients, optimizer state, buffers, activations, their gradients, workspace), or
+    for inference the weights, gradients and buffers a model holds plus one forward's activations and workspace."""
     m = spec.memory(batch)
-    need = (m["total"] if training else model_bytes(spec) + m["activations"] // 2) * value_bytes // 4
+    need = (m["total"] if training else model_bytes(spec) + m["activations"] + m["workspace"]) * value_bytes // 4
     require(need, f"{what} at batch {batch}",
             f"cnn shapes {spec.file} --batch {batch} shows the estimate; use a smaller input, batch or network")

@@ -19,14 +19,16 @@ import numpy as np
 
 from . import checkpoint, memory
 from .errors import UserError
-from .layers.activation import ReLU, ReLU6, Softmax
-from .ops.base import Fused, Op
-from .ops.conv import ConvOp
-from .ops.merge import AddOp
-from .ops.norm import RELU, RELU6, BatchNormActPoolOp, BatchNormOp
-from .ops.pool import MaxPoolOp
+from .layers.activation import ReLU, ReLU6
+from .ops.base import Fused, Op, Workspace
+from .ops.norm import RELU, RELU6, BatchNormActPoolOp
 from .ops.registry import op_for
+from .ops.threads import workers
 from .spec import Spec, load, loads
+from .spec import memory as memory_estimate
+from .spec.backward import GradientPlan
+from .spec.backward import plan as backward_plan
+from .spec.fusion import plan as fusion_plan
 from .spec.graph import INPUT
 
 
@@ -44,8 +46,12 @@ class Model:
                        f"cnn shapes {spec.file} shows its size; use a smaller network")
         self.checkpoint = None  # set by from_checkpoint
         self.ops: list[Op] = [op_for(node.kind)(node, self.dtype) for node in spec.nodes]
+        self.fused = fuse
         if fuse:
             self._fuse()
+        self.workspace = Workspace()  # one for all ops: their temporaries take turns on it
+        for op in self.ops:
+            op.workspace = self.workspace
         layout = [(op, name, shape) for op in self.ops for name, shape in op.param_shapes().items()]
         layout.sort(key=lambda item: item[0].node.name not in self.frozen)  # stable: frozen first
         total = sum(prod(shape) for _, _, shape in layout)
@@ -73,47 +79,32 @@ class Model:
         self._by_name = {op.node.name: op for op in self.ops}
         self._outputs: list[np.ndarray] = []
         self._inferred = False  # the last pass was infer_internal: no saved inputs for a backward
-        self._accumulators: dict[int, np.ndarray] = {}
+        self.gradient_space = Workspace()  # backward's gradients, in the slots spec/backward.py plans
+        self._gradient_plans: dict[tuple[int, bool], GradientPlan] = {}
+        self._planned: GradientPlan | None = None  # the plan the ops' gradient_slots follow now
+        self._reserved_batch = 0  # the batch the workspace was last sized for
         self.timer = None  # set by `cnn bench`: called as timer(op, phase, seconds)
 
     def _fuse(self) -> None:
-        """bn -> relu (or relu6) [-> max pool] and add -> relu (or relu6) become one pass over memory
-        when each layer is the only reader of the one before. Results are the same; `cnn gradcheck`
-        checks both forms.
-        A conv whose only reader is a bn (not one fused with a pool) applies it in infer_internal."""
-        readers: dict[int, list[int]] = {}
-        for op in self.ops:
-            for i in op.node.inputs:
-                readers.setdefault(i, []).append(op.node.index)
-
-        def sole_reader(op: Op) -> Op | None:
-            after = readers.get(op.node.index, [])
-            if len(after) == 1 and self.ops[after[0]].node.inputs == [op.node.index]:
-                return self.ops[after[0]]
-            return None
-
-        for index, op in enumerate(self.ops):
-            if type(op) not in (BatchNormOp, AddOp):
-                continue
-            act_op = sole_reader(op)
-            act = {ReLU: RELU, ReLU6: RELU6}.get(act_op.node.kind) if act_op else None
-            if act is None:
-                continue
-            pool_op = sole_reader(act_op)
-            if type(op) is BatchNormOp and isinstance(pool_op, MaxPoolOp):
-                fused = BatchNormActPoolOp(op.node, self.dtype, act, pool_op)
+        """Run the fusions spec/fusion.py plans: bn -> relu (or relu6) [-> max pool] and add -> relu (or
+        relu6) as one op (same results; `cnn gradcheck` checks both forms), and a conv applying the bn
+        after it in infer_internal."""
+        fusion = fusion_plan(self.spec.nodes)
+        for index, act_index in fusion.act.items():
+            op = self.ops[index]
+            act = {ReLU: RELU, ReLU6: RELU6}[self.ops[act_index].node.kind]
+            pool_index = fusion.pool.get(index)
+            if pool_index is not None:
+                fused = BatchNormActPoolOp(op.node, self.dtype, act, self.ops[pool_index])
                 self.ops[index] = fused
-                self.ops[pool_op.node.index] = Fused(pool_op.node, self.dtype, fused)
+                self.ops[pool_index] = Fused(self.ops[pool_index].node, self.dtype, fused)
             else:
                 op.act = act
                 fused = op
-            self.ops[act_op.node.index] = Fused(act_op.node, self.dtype, fused)
-        # conv -> bn: in infer_internal the conv applies the bn (and its fused activation)
-        for op in self.ops:
-            after = sole_reader(op) if isinstance(op, ConvOp) else None
-            if type(after) is BatchNormOp:
-                op.fold = after
-                after.folded = True
+            self.ops[act_index] = Fused(self.ops[act_index].node, self.dtype, fused)
+        for index, bn_index in fusion.fold.items():
+            self.ops[index].fold = self.ops[bn_index]
+            self.ops[bn_index].folded = True
 
     @classmethod
     def from_spec(cls, source: str | Path | Spec, dtype=np.float32, seed: int = 0) -> "Model":
@@ -200,6 +191,12 @@ class Model:
             mode = train and not (op.buffers and op.node.name in self.frozen)  # frozen BN: running statistics
             return op.forward(xs, mode, self.rng)
 
+        if train and self.fused and x.shape[3] > self._reserved_batch:
+            # the workspace a training step needs, as the memory estimate counts it (spec/memory.py)
+            per_layer = memory_estimate.layers(self.spec, x.shape[3], workers())
+            scale = self.dtype.itemsize / memory_estimate.BYTES_PER_VALUE
+            self.workspace.reserve({k: int(v * scale) for k, v in memory_estimate.shared_workspace(per_layer).items()})
+            self._reserved_batch = x.shape[3]
         return self._run(x, forward, inferred=False, tap=tap)
 
     def infer_internal(self, x: np.ndarray) -> np.ndarray:
@@ -234,7 +231,11 @@ class Model:
         `seen`, when given, receives a copy of the gradient arriving at each node's output."""
         if self._inferred:
             raise RuntimeError("backward after infer_internal: run forward_internal for a pass with a backward")
-        grads: dict[int, np.ndarray] = {self.spec.output_node if start is None else start: dy}
+        start = self.spec.output_node if start is None else start
+        plan = self._gradient_plan(start, input_grad)
+        self.gradient_space.reserve({f"slot{i}": size * dy.shape[-1] * self.dtype.itemsize
+                                     for i, size in enumerate(plan.sizes)})
+        grads: dict[int, np.ndarray] = {start: dy}
         owned: set[int] = set()
         timer = self.timer
         for op in reversed(self.ops):
@@ -258,23 +259,31 @@ class Model:
                     grads[i] = dx
                 elif i in owned:
                     grads[i] += dx
-                else:  # a second consumer: sum into a buffer of our own, never into an op's array
-                    acc = self._accumulators.get(i)
-                    if acc is None or acc.shape != dx.shape:
-                        acc = self._accumulators[i] = np.empty(dx.shape, self.dtype)
+                else:  # a second consumer: sum into a slot of our own, never into an op's array
+                    acc = self.gradient_space.get(f"slot{plan.sums[i]}", dx.shape, self.dtype)
                     np.add(grads[i], dx, out=acc)
                     grads[i] = acc
                     owned.add(i)
         return grads.get(INPUT)
 
+    def _gradient_plan(self, start: int, input_grad: bool) -> GradientPlan:
+        """The slots of a backward from `start` (planned once per start), handed to the ops."""
+        key = (start, input_grad)
+        plan = self._gradient_plans.get(key)
+        if plan is None:
+            plan = self._gradient_plans[key] = backward_plan(self.spec, start, input_grad, self.fused)
+        if plan is not self._planned:
+            for op in self.ops:
+                op.gradients = self.gradient_space
+                op.gradient_slots = plan.slots.get(op.node.index, {})
+            self._planned = plan
+        return plan
+
     @property
     def logits_node(self) -> int:
         """The node whose output a classification loss takes: a final softmax is folded into the
         loss (fused log-sum-exp), as Keras does with from_logits."""
-        last = self.spec.nodes[self.spec.output_node] if self.spec.output_node != INPUT else None
-        if last is not None and last.kind is Softmax:
-            return last.inputs[0]
-        return self.spec.output_node
+        return self.spec.logits_node
 
     def output_of(self, index: int) -> np.ndarray:
         return self._outputs[index]

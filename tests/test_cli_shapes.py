@@ -43,7 +43,11 @@ def test_shapes_json_is_the_documented_object():
         "conv1", "bn1", "relu1", "pool1", "conv2", "bn2", "relu2", "pool2", "fc1"]
     assert data["layers"][3] | {} == {**data["layers"][3], "type": "pool", "spec": "pool 2", "output": [16, 14, 14],
                                       "params": 0, "macs": 0, "rf": {"size": 6, "jump": 2, "size_hw": [6, 6], "jump_hw": [2, 2]}}
-    assert data["train_step_bytes"]["batch"] == 100
+    memory = data["train_step_bytes"]
+    assert memory["batch"] == 100
+    parts = ["weights", "gradients", "optimizer_state", "buffers", "activations", "activation_gradients", "workspace"]
+    assert set(memory) == {"batch", "total", *parts} and memory["total"] == sum(memory[p] for p in parts)
+    assert memory["workspace"] > 0 and memory["activation_gradients"] > 0
 
 
 def test_residual_tree_is_drawn():

@@ -438,7 +438,7 @@ def test_huge_networks_are_refused_with_the_estimate(tmp_path):
     refused(child("bench", huge), huge, "benchmarking", "at batch 64 needs 18.6 TiB")
     refused(child("gradcheck", huge), huge, "checking gradients", "at batch 2 needs 1.16 TiB")
     code, out, err = cli("shapes", huge)  # allocates nothing, so it answers
-    assert code == 0 and "activations and their gradients 18.6 TiB" in out
+    assert code == 0 and "(adam, float32): 18.6 TiB = " in out and "activations 9.31 TiB + their gradients 9.31 TiB" in out
 
 
 def test_checkpoint_of_a_network_too_big_for_memory(run, tmp_path):

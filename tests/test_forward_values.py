@@ -221,7 +221,7 @@ def test_float32_tanh_and_sigmoid_are_within_a_few_ulp():
 @pytest.mark.parametrize("chunk", [1, 3, 7])
 def test_conv_chunks_that_split_rows_give_the_same_result(monkeypatch, chain, chunk):
     """The im2col + GEMM path works on chunks of output positions; any chunking is the same maths."""
-    from cnncli.ops import conv
+    from cnncli.spec import workspace
 
     spec = loads(f"input: 2x7x6\nnet: {chain}\n")
     x = np.random.default_rng(0).normal(0, 1, (3, 2, 7, 6))
@@ -229,7 +229,7 @@ def test_conv_chunks_that_split_rows_give_the_same_result(monkeypatch, chain, ch
     y = whole.forward(x, train=True)
     dy = np.random.default_rng(1).normal(0, 1, y.shape)
     dx = whole.backward(dy, input_grad=True)
-    monkeypatch.setattr(conv, "CHUNK_VALUES", chunk * whole.ops[0].rows * 3)  # `chunk` positions of 3 samples
+    monkeypatch.setattr(workspace, "IM2COL_CHUNK_VALUES", chunk * whole.ops[0].rows * 3)  # `chunk` positions of 3 samples
     pieces = Model(spec, np.float64, seed=2)
     np.testing.assert_allclose(pieces.forward(x, train=True), y, rtol=1e-12)
     np.testing.assert_allclose(pieces.backward(dy, input_grad=True), dx, rtol=1e-12, atol=1e-14)

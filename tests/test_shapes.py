@@ -68,14 +68,20 @@ def test_receptive_field_of_vgg_stack():
 
 
 def test_memory_estimate_formula():
+    """Counted by hand for batch 10 and two threads: a 3x3 conv on a one-channel 4x4 input (im2col: a
+    Winograd conv needs 4 input channels to pay off), then fc 3, mse loss."""
     spec = net("conv k=2 f=3 p=1 -> fc 3", input="1x4x4")
     params = (9 * 2 + 2) + (32 * 3 + 3)
-    activations = 2 * 16 + 3
-    mem = spec.memory(batch=10)
+    mem = spec.memory(batch=10, workers=2)
     assert mem["weights"] == mem["gradients"] == 4 * params
     assert mem["optimizer_state"] == 2 * 4 * params  # adam: two moments
-    assert mem["activations"] == 2 * 10 * activations * 4
-    assert mem["total"] == 4 * params * 4 + 2 * 10 * activations * 4
+    assert mem["activations"] == 4 * 10 * (2 * 16 + 3)  # the outputs
+    # fc's input gradient (the conv reads the network's input: none for it) and the loss's gradient
+    assert mem["activation_gradients"] == 4 * 10 * (2 * 16 + 3)
+    # each thread's columns for its 8 of the 16 output positions (9 rows x 8 positions x 10 samples),
+    # the weight gradient's per-thread sums and products (9 x 2 each)
+    assert mem["workspace"] == 4 * (2 * 9 * 8 * 10 + 2 * 2 * 9 * 2)
+    assert mem["total"] == 4 * params * 4 + 2 * 4 * 10 * 35 + 4 * 1512
 
 
 def test_summary_json_structure():

@@ -9,7 +9,7 @@ import pytest
 from cnncli.model import Model
 from cnncli.ops.conv import ConvOp
 from cnncli.ops import threads, winograd
-from cnncli.spec import loads
+from cnncli.spec import loads, workspace
 
 
 def pair(chain: str, input: str, dtype=np.float64, seed: int = 2, size: int | None = None) -> tuple[Model, Model]:
@@ -51,7 +51,7 @@ def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tile
     fast, plain = pair(chain, input, size=size)
     k = fast.ops[0].filters
     points = winograd.TILINGS[size].points
-    monkeypatch.setattr(winograd, "CHUNK_VALUES", chunk_tiles * points * (c + k) * 3)  # `chunk_tiles` tiles of 3 samples
+    monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_VALUES", chunk_tiles * points * (c + k) * 3)  # `chunk_tiles` tiles of 3 samples
     monkeypatch.setattr(threads, "_threads", workers)
     x = np.random.default_rng(0).normal(0, 1, (3, *map(int, input.split("x"))))
     y, dx, grads, dy = run(plain, x)

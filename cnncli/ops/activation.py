@@ -252,7 +252,7 @@ class ActivationOp(Op):
         return y
 
     def backward(self, dy, need):
-        dx = self.scratch("dx", self.x.shape)
+        dx = self.gradient(self.x.shape)
         parallel_values(self.kernel_backward, self.x.size, self.x.reshape(-1), self.y.reshape(-1), dy.reshape(-1),
                         self.a, dx.reshape(-1))
         return [dx]
@@ -303,7 +303,7 @@ class SoftmaxOp(Op):
 
     def backward(self, dy, need):
         c = dy.shape[0]
-        dx = self.scratch("dx", dy.shape)
+        dx = self.gradient(dy.shape)
         parallel(softmax_backward, dy.size // c, self.y.reshape(c, -1), dy.reshape(c, -1), dx.reshape(c, -1))
         return [dx]
 
@@ -330,10 +330,13 @@ class DropoutOp(Op):
         return y
 
     def backward(self, dy, need):
-        if not self.train or self.p["rate"] == 0:
+        if self.p["rate"] == 0:
             return [dy]
-        dx = self.scratch("dx", dy.shape)
-        np.multiply(dy, self.mask, out=dx)
+        dx = self.gradient(dy.shape)  # in evaluation mode too, where the model's gradient plan expects it
+        if self.train:
+            np.multiply(dy, self.mask, out=dx)
+        else:
+            np.copyto(dx, dy)
         return [dx]
 
 

@@ -27,6 +27,7 @@ Dimension letters, used the same way in every kernel:
 
 from __future__ import annotations
 
+from math import prod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -35,6 +36,41 @@ from ..spec.graph import Node
 
 if TYPE_CHECKING:
     from ..layers.base import LayerKind
+
+
+class Workspace:
+    """Arrays that live only during one op's forward or backward call (im2col columns, transformed
+    tiles, per-worker partial sums), shared by all ops of a model: each name holds one buffer as large
+    as the largest request, so a model's temporaries cost what its largest op needs, not the sum over
+    ops. An op must not keep a workspace array past the call that asked for it."""
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised array of `shape` on the buffer named `key` (grown when too small)."""
+        dtype = np.dtype(dtype)
+        size = prod(shape) * dtype.itemsize
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < size:
+            buf = self._buffers[key] = np.empty(size, np.uint8)
+        return buf[:size].view(dtype).reshape(shape)
+
+    def reserve(self, sizes: dict[str, int]) -> None:
+        """Grow buffers to the given bytes per name now, so that no buffer is reallocated (old and new
+        alive at once) while the first step asks for ever larger ones."""
+        for key, size in sizes.items():
+            buf = self._buffers.get(key)
+            if buf is None or buf.size < size:
+                self._buffers[key] = np.empty(size, np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(buf.nbytes for buf in self._buffers.values())
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes per buffer name, as the memory estimate counts them (cnncli/spec/memory.py)."""
+        return {key: buf.nbytes for key, buf in self._buffers.items()}
 
 
 class Op:
@@ -51,6 +87,9 @@ class Op:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self._scratch: dict[str, np.ndarray] = {}
+        self.workspace = Workspace()  # the Model gives all its ops one shared workspace
+        self.gradients: Workspace | None = None  # the Model's gradient slots (spec/backward.py)
+        self.gradient_slots: dict[int, int] = {}  # input position -> the slot its gradient goes into
 
     # -- declared by subclasses
 
@@ -77,13 +116,26 @@ class Op:
     # -- helpers
 
     def scratch(self, key: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
-        """An array kept between steps: allocated once per shape, never zeroed here."""
+        """An array kept between calls (an output, a saved mask, a gradient): allocated once per shape,
+        never zeroed here."""
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         arr = self._scratch.get(key)
         if arr is None or arr.shape != shape or arr.dtype != dtype:
             arr = np.empty(shape, dtype)
             self._scratch[key] = arr
         return arr
+
+    def temp(self, key: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
+        """An array for the current forward or backward call only, on the shared workspace; never zeroed."""
+        return self.workspace.get(key, shape, self.dtype if dtype is None else dtype)
+
+    def gradient(self, shape: tuple[int, ...], position: int = 0) -> np.ndarray:
+        """The array for the gradient of input `position`: the slot the Model planned for it (shared
+        with gradients that are not needed at the same time), else one of the op's own."""
+        slot = self.gradient_slots.get(position)
+        if slot is None or self.gradients is None:
+            return self.scratch("dx" if position == 0 else f"dx{position}", shape)
+        return self.gradients.get(f"slot{slot}", shape, self.dtype)
 
     def out_shape(self, batch: int) -> tuple[int, int, int, int]:
         shape = self.node.shape

@@ -11,11 +11,10 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
+from ..spec.workspace import im2col_plan, uses_winograd
 from .merge import add_act
-from .threads import parallel, parallel_values, run_parallel, split_work
-from .winograd import Winograd, applies, pays_off
-
-CHUNK_VALUES = 1 << 19  # column-matrix values per chunk (2 MiB of float32)
+from .threads import parallel, parallel_values, run_parallel, workers
+from .winograd import Winograd
 
 
 # The column copies are loops, not slice assignments (`out[a:b] = src[c:d]`, `a[..] += b[..]`): a slice
@@ -207,7 +206,7 @@ class ConvOp(Op):
         self.rows = self.cin // self.groups * self.fh * self.fw
         # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
         self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
-        winograd = applies(window.kernel, window.stride, window.dilation, self.groups) and pays_off(self.cin)
+        winograd = uses_winograd(window.kernel, window.stride, window.dilation, self.groups, self.cin)
         self.winograd = Winograd(self) if winograd else None
 
     def param_shapes(self):
@@ -268,7 +267,7 @@ class ConvOp(Op):
             parallel(grouped_backward_weights, self.filters, x, dy, self.groups, *self.geometry, gw, gb)
             if not need[0]:
                 return [None]
-            dx = self.scratch("dx", x.shape)
+            dx = self.gradient(x.shape)
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
             return [dx]
         if self.winograd is not None:
@@ -277,7 +276,7 @@ class ConvOp(Op):
                 np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
             if not need[0]:
                 return [None]
-            dx = self.scratch("dx", x.shape)
+            dx = self.gradient(x.shape)
             self.winograd.input_gradient(dy, w, dx)
             return [dx]
         dy2 = dy.reshape(self.filters, -1)
@@ -286,10 +285,16 @@ class ConvOp(Op):
         plan = self._plan(n)
         # The weight gradient is summed transposed, (rows, filters) += cols @ dy.T: OpenBLAS runs that shape faster
         # than dy @ cols.T (per core here: 99 vs 91 GFLOP/s with its AVX2 kernels, 171 vs 82 with AVX-512).
-        partial = self.scratch("gw_partial", (len(plan), self.rows, self.filters))
-        product = self.scratch("gw_product", (len(plan), self.rows, self.filters))
-        # Windows of neighbouring output positions overlap: each worker sums into its own input gradient.
-        dxs = [self.scratch("dx" if i == 0 else f"dx{i}", x.shape) for i in range(len(plan))] if need[0] else None
+        partial = self.temp("gw_partial", (len(plan), self.rows, self.filters))
+        product = self.temp("gw_product", (len(plan), self.rows, self.filters))
+        # Windows of neighbouring output positions overlap: each worker sums into its own input gradient
+        # (the first into the one returned, the others into workspace copies). A 1x1 conv's do not overlap.
+        if not need[0]:
+            dxs = None
+        elif self.pointwise:
+            dxs = [self.gradient(x.shape)]
+        else:
+            dxs = [self.gradient(x.shape)] + [self.temp(f"dx{i}", x.shape) for i in range(1, len(plan))]
 
         def work(worker, runs):
             partial[worker] = 0
@@ -309,7 +314,9 @@ class ConvOp(Op):
                     col2im(dcols, p0, p1, self.fh, self.fw, *self.geometry, self.wo, dxs[worker])
 
         run_parallel(work, plan)
-        gw.reshape(self.filters, self.rows)[...] = np.sum(partial, axis=0).T
+        for extra in partial[1:]:  # summed in place: no temporary of the weights' size
+            partial[0] += extra
+        gw.reshape(self.filters, self.rows)[...] = partial[0].T
         if "bias" in self.grads:
             np.sum(dy2, axis=1, out=self.grads["bias"])
         if dxs is None:
@@ -324,12 +331,11 @@ class ConvOp(Op):
     # (all samples of those positions) small enough to stay in cache, whatever the batch size
 
     def _plan(self, batch: int) -> list[list[tuple[int, int]]]:
-        size = max(1, CHUNK_VALUES // (self.rows * batch))
-        self.chunk_positions = min(size, self.ho * self.wo)
-        return split_work(self.ho * self.wo, size)
+        plan, self.chunk_positions = im2col_plan(self.rows, self.ho * self.wo, batch, workers())
+        return plan
 
     def _chunk_buffer(self, name: str, worker: int, positions: int, batch: int) -> np.ndarray:
-        flat = self.scratch(f"{name}{worker}", (self.rows * self.chunk_positions * batch,))
+        flat = self.temp(f"{name}{worker}", (self.rows * self.chunk_positions * batch,))
         return flat[: self.rows * positions * batch].reshape(self.rows, positions * batch)
 
     def _columns(self, worker: int, p0: int, p1: int) -> np.ndarray:

@@ -49,7 +49,7 @@ class DenseOp(Op):
             np.sum(d2, axis=1, out=self.grads["bias"])
         if not need[0]:
             return [None]
-        dx = self.scratch("dx", self.in_shape)
+        dx = self.gradient(self.in_shape)
         np.matmul(self.params["weight"].T, d2, out=dx.reshape(self.fan_in, n))
         return [dx]
 

@@ -51,7 +51,7 @@ class AddOp(Op):
 
     def backward(self, dy, need):
         if self.act != NO_ACT:
-            g = self.scratch("dy", dy.shape)
+            g = self.gradient(dy.shape)  # one masked gradient, passed on to every branch
             parallel_values(act_backward, g.size, self.y.reshape(-1), dy.reshape(-1), self.act, g.reshape(-1))
             dy = g
         return [dy if wanted else None for wanted in need]
@@ -141,7 +141,7 @@ class ShortcutOp(Op):
 
     def backward(self, dy, need):
         s = self.p["s"]
-        dx = self.scratch("dx", self.in_shape)
+        dx = self.gradient(self.in_shape)
         dx[...] = 0
         dx[:, ::s, ::s, :] = dy[self.front : self.front + self.in_shape[0]]
         return [dx]

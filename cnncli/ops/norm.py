@@ -68,7 +68,8 @@ def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, act, y):
 @kernel
 def _input_grad(gc, xc, mean, inv, gamma, train, dxc):
     """Batch norm's backward for one channel, from the gradient gc at its (activated) output:
-    writes dx, returns (dgamma, dbeta). With the sums of g and g*x, dx = a*g + b*x + k."""
+    writes dx, returns (dgamma, dbeta). With the sums of g and g*x, dx = a*g + b*x + k. gc may be
+    dxc itself: each value of g is read before its place is written."""
     M = xc.size
     sb = 0.0
     sx = 0.0
@@ -91,22 +92,21 @@ def _input_grad(gc, xc, mean, inv, gamma, train, dxc):
 
 
 @kernel
-def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, g, dx, dgamma, dbeta):
-    """g is scratch for the gradient after the fused activation's mask."""
+def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, dx, dgamma, dbeta):
+    """With a fused activation, its mask applied to dy goes into dx first (no array of its own), and
+    batch norm's backward then rewrites dx in place."""
     M = dy.shape[1]
     z = dy.dtype.type(0)
     six = dy.dtype.type(6)
     for c in range(lo, hi):
-        dyc, xc, yc, gc, dxc = dy[c], x[c], y[c], g[c], dx[c]
+        dyc, xc, yc, dxc = dy[c], x[c], y[c], dx[c]
         if act == RELU:
             for i in range(M):
-                gc[i] = dyc[i] if yc[i] > z else z
+                dxc[i] = dyc[i] if yc[i] > z else z
         elif act == RELU6:
             for i in range(M):
-                gc[i] = dyc[i] if (yc[i] > z and yc[i] < six) else z
-        else:
-            for i in range(M):
-                gc[i] = dyc[i]
+                dxc[i] = dyc[i] if (yc[i] > z and yc[i] < six) else z
+        gc = dyc if act == NO_ACT else dxc
         dgamma[c], dbeta[c] = _input_grad(gc, xc, mean[c], invstd[c], gamma[c], train, dxc)
 
 
@@ -200,12 +200,10 @@ class BatchNormOp(Op):
     def backward(self, dy, need):
         gamma, _ = self._affine()
         flat = (self.channels, -1)
-        dx = self.scratch("dx", self.x.shape)
-        masked = self.scratch("masked", self.x.shape)
+        dx = self.gradient(self.x.shape)
         dgamma, dbeta = self._grad_buffers()
         parallel(bn_backward, self.channels, dy.reshape(flat), self.x.reshape(flat), self.y.reshape(flat),
-                 gamma, self.mean, self.invstd, self.train, self.act, masked.reshape(flat), dx.reshape(flat),
-                 dgamma, dbeta)
+                 gamma, self.mean, self.invstd, self.train, self.act, dx.reshape(flat), dgamma, dbeta)
         return [dx]
 
 
@@ -224,9 +222,9 @@ def bn_act_maxpool_forward(lo, hi, x, gamma, beta, eps, train, act, fh, fw, sh, 
 
 
 @kernel
-def bn_act_maxpool_backward(lo, hi, dp, x, arg, gamma, beta, mean, invstd, train, act, g, dx, dgamma, dbeta):
-    """Per channel: scatter the pooled gradient to the arg-max positions (into g, which stays in
-    cache), mask it by the activation, then batch norm's backward in one vectorised pass."""
+def bn_act_maxpool_backward(lo, hi, dp, x, arg, gamma, beta, mean, invstd, train, act, dx, dgamma, dbeta):
+    """Per channel: scatter the pooled gradient to the arg-max positions (into the channel's dx, which
+    stays in cache), mask it by the activation, then batch norm's backward in place in one vectorised pass."""
     C, H, W, N = x.shape
     M = H * W * N
     P = dp.shape[1] * dp.shape[2]
@@ -236,7 +234,7 @@ def bn_act_maxpool_backward(lo, hi, dp, x, arg, gamma, beta, mean, invstd, train
         inv = invstd[c]
         a = x.dtype.type(gamma[c] * inv)
         b = x.dtype.type(beta[c] - mean[c] * gamma[c] * inv)
-        gc, xc, dxc = g[c].reshape(-1), x[c].reshape(-1), dx[c].reshape(-1)
+        xc, gc = x[c].reshape(-1), dx[c].reshape(-1)
         ac, pc = arg[c].reshape(-1), dp[c].reshape(-1)
         gc[:] = z
         for q in range(P):
@@ -247,7 +245,7 @@ def bn_act_maxpool_backward(lo, hi, dp, x, arg, gamma, beta, mean, invstd, train
             t = xc[i] * a + b
             live = t > z if act == RELU else (t > z and t < six)
             gc[i] = gc[i] if live else z
-        dgamma[c], dbeta[c] = _input_grad(gc, xc, mean[c], inv, gamma[c], train, dxc)
+        dgamma[c], dbeta[c] = _input_grad(gc, xc, mean[c], inv, gamma[c], train, gc)
 
 
 class BatchNormActPoolOp(BatchNormOp):
@@ -281,11 +279,10 @@ class BatchNormActPoolOp(BatchNormOp):
 
     def backward(self, dy, need):
         gamma, beta = self._affine()
-        dx = self.scratch("dx", self.x.shape)
+        dx = self.gradient(self.x.shape)
         dgamma, dbeta = self._grad_buffers()
-        g = self.scratch("g", self.x.shape)
         parallel(bn_act_maxpool_backward, self.channels, dy, self.x, self.arg, gamma, beta, self.mean,
-                 self.invstd, self.train, self.act, g, dx, dgamma, dbeta)
+                 self.invstd, self.train, self.act, dx, dgamma, dbeta)
         return [dx]
 
 
@@ -348,8 +345,8 @@ class LRNOp(Op):
     def backward(self, dy, need):
         x = self.x
         c = x.shape[0]
-        dx = self.scratch("dx", x.shape)
-        t = self.scratch("t", self.sc.shape)
+        dx = self.gradient(x.shape)
+        t = self.temp("t", self.sc.shape)
         parallel(lrn_backward_terms, c, dy.reshape(c, -1), x.reshape(c, -1), self.sc, self.p["beta"], t)
         parallel(lrn_backward, c, dy.reshape(c, -1), x.reshape(c, -1), self.sc, self.p["size"], self.p["alpha"],
                  self.p["beta"], t, dx.reshape(c, -1))

@@ -223,7 +223,7 @@ class MaxPoolOp(_Window):
         return out
 
     def backward(self, dy, need):
-        dx = self.scratch("dx", self.in_shape)
+        dx = self.gradient(self.in_shape)
         parallel(max_backward, dx.shape[0], dy, self.arg, dx)
         return [dx]
 
@@ -238,7 +238,7 @@ class SumPoolOp(_Window):
         return out
 
     def backward(self, dy, need):
-        dx = self.scratch("dx", self.x.shape)
+        dx = self.gradient(self.x.shape)
         parallel(sum_backward, dx.shape[0], dy, self.x, self.y, self.fh, self.fw, self.sh, self.sw, self.pt, self.pl, self.pb, self.pr,
                      self.square, dx)
         return [dx]
@@ -261,7 +261,7 @@ class GlobalPoolOp(Op):
         return out
 
     def backward(self, dy, need):
-        dx = self.scratch("dx", self.in_shape)
+        dx = self.gradient(self.in_shape)
         parallel(global_backward, dx.shape[0], dy, self.arg, self.node.kind is GlobalMaxPool, dx)
         return [dx]
 

@@ -9,27 +9,17 @@ idle, and mixed on 2 cores they more than halved the speed of a training step (m
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import threadpool_limits
 
+from ..spec.workspace import default_threads
+from ..spec.workspace import split_work as plan_split
+
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _blas_limit = None
-
-
-def _default_threads() -> int:
-    setting = os.environ.get("CNNCLI_THREADS")
-    if setting and setting.isdigit() and int(setting) > 0:
-        return int(setting)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-_threads = _default_threads()
+_threads = default_threads()
 
 
 def workers() -> int:
@@ -49,16 +39,8 @@ def pin_blas() -> None:
 
 
 def split_work(n: int, chunk: int) -> list[list[tuple[int, int]]]:
-    """Samples 0..n-1 in runs of at most `chunk`, dealt out as evenly as possible to the workers."""
-    count = min(workers(), n)
-    plan: list[list[tuple[int, int]]] = []
-    start = 0
-    for w in range(count):
-        end = start + (n - start) // (count - w)
-        runs = [(a, min(a + chunk, end)) for a in range(start, end, chunk)]
-        plan.append(runs)
-        start = end
-    return plan
+    """Items 0..n-1 in runs of at most `chunk`, dealt out as evenly as possible to the workers."""
+    return plan_split(n, chunk, workers())
 
 
 def _pool_for(size: int) -> ThreadPoolExecutor:

@@ -22,31 +22,18 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..spec.workspace import winograd_applies as applies  # noqa: F401 (the conv op and tests ask here)
+from ..spec.workspace import winograd_pays_off as pays_off  # noqa: F401
+from ..spec.workspace import winograd_plan, winograd_points, winograd_tiles
+from ..spec.workspace import winograd_tile_size as tile_size
 from .jit import kernel
 from .pool import NO_ACT, RELU6
-from .threads import run_parallel, split_work
-
-# Transformed-tile values per worker chunk (input and product tiles together): 2 MiB of float32.
-CHUNK_VALUES = 1 << 19
+from .threads import run_parallel, workers
 
 G2 = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 # Bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]: row i of Bt d is d[a] + sign * d[b]
 BT_ROWS = np.array([[0, 2, -1], [1, 2, 1], [2, 1, -1], [1, 3, -1]])
 A = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]])  # At = A.T; row i of A dY: A[i] @ dY
-
-
-def applies(filter_size, stride, dilation, groups) -> bool:
-    """Whether a conv has Winograd forms here: 3x3, stride 1, no dilation, no groups."""
-    return tuple(filter_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
-
-
-FEWEST_CHANNELS = 4
-
-
-def pays_off(channels: int) -> bool:
-    """Below 4 input channels (an RGB or grey image) the tile transforms cost more than the smaller
-    GEMMs save: im2col was 1.3x faster on 3 channels and 4.8x on 1 (forward, 32x32, batch 64)."""
-    return channels >= FEWEST_CHANNELS
 
 
 def filter_map(g: np.ndarray) -> dict:
@@ -346,7 +333,7 @@ class Tiling(NamedTuple):
     @property
     def points(self) -> int:
         """Values per transformed tile, (m + 2)^2: the number of GEMMs."""
-        return (self.size + 2) ** 2
+        return winograd_points(self.size)
 
 
 TILINGS = {
@@ -355,53 +342,40 @@ TILINGS = {
 }
 
 
-def tile_size(rows: int, cols: int) -> int:
-    """The tiling whose GEMMs are smallest for a rows x cols output: transformed values per tile
-    times tiles (cut tiles at the edge count whole). F(4x4) wins from 3x3 maps up, except 6x6 and
-    other sizes where 2x2 tiles fit exactly and 4x4 ones waste a lot; F(2x2) on a tie, as its
-    transforms are cheaper and exact in binary."""
-    def work(m: int) -> int:
-        return TILINGS[m].points * -(-rows // m) * -(-cols // m)
-
-    return 4 if work(4) < work(2) else 2
-
-
 class Winograd:
-    """The Winograd passes of one conv op, with buffers kept in the op's scratch space."""
+    """The Winograd passes of one conv op. Every array they use lives only during one pass, on the
+    model's shared workspace (sizes: cnncli/spec/workspace.py)."""
 
     def __init__(self, op, size: int | None = None):
         self.op = op
         self.tiling = TILINGS[size or tile_size(op.ho, op.wo)]
 
     def _tiles(self, rows: int, cols: int) -> tuple[int, int]:
-        m = self.tiling.size
-        return -(-rows // m), -(-cols // m)
+        return winograd_tiles(rows, cols, self.tiling.size)
 
     def _plan(self, tiles: int, channels: int, batch: int) -> tuple[list, int]:
-        per_tile = self.tiling.points * channels * batch
-        size = max(1, CHUNK_VALUES // per_tile)
-        return split_work(tiles, size), min(size, tiles)
+        return winograd_plan(tiles, self.tiling.size, channels, batch, workers())
 
     def _chunk(self, name: str, channels: int, tiles: int, most: int, batch: int) -> np.ndarray:
         a2 = self.tiling.points
-        flat = self.op.scratch(name, (a2 * channels * most * batch,))
+        flat = self.op.temp(name, (a2 * channels * most * batch,))
         return flat[: a2 * channels * tiles * batch].reshape(a2, channels, tiles * batch)
 
-    def convolve(self, x, w, bias, pt, pl, out, key: str, act: int = NO_ACT) -> None:
+    def convolve(self, x, w, bias, pt, pl, out, act: int = NO_ACT) -> None:
         """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
         left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
         C, _, _, N = x.shape
         K, ho, wo, _ = out.shape
         tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
-        u = transform_filters(w, self.op.scratch(f"{key}_u", (tiling.points, K, C)), tiling.filters)
+        u = transform_filters(w, self.op.temp("wino_u", (tiling.points, K, C)), tiling.filters)
         b = bias if bias is not None else np.zeros(K, out.dtype)
         plan, most = self._plan(th * tw, C + K, N)
 
         def work(worker, runs):
             for t0, t1 in runs:
-                v = self._chunk(f"{key}_v{worker}", C, t1 - t0, most, N)
-                prod = self._chunk(f"{key}_m{worker}", K, t1 - t0, most, N)
+                v = self._chunk(f"wino_v{worker}", C, t1 - t0, most, N)
+                prod = self._chunk(f"wino_m{worker}", K, t1 - t0, most, N)
                 tiling.input_transform(x, pt, pl, t0, t1, tw, v)
                 np.matmul(u, v, out=prod)
                 tiling.output_transform(prod, t0, t1, tw, b, bias is not None, act, out)
@@ -409,11 +383,13 @@ class Winograd:
         run_parallel(work, plan)
 
     def forward(self, x, w, bias, out, act: int = NO_ACT) -> None:
-        self.convolve(x, w, bias, self.op.pt, self.op.pl, out, "wino_x", act)
+        self.convolve(x, w, bias, self.op.pt, self.op.pl, out, act)
 
     def input_gradient(self, dy, w, dx) -> None:
         """dx = dy correlated with the filters flipped and transposed, padded by 2 - p on each side."""
-        self.convolve(dy, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), None, 2 - self.op.pt, 2 - self.op.pl, dx, "wino_dy")
+        flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], 3, 3))
+        flipped[...] = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        self.convolve(dy, flipped, None, 2 - self.op.pt, 2 - self.op.pl, dx)
 
     def weight_gradient(self, x, dy, gw) -> None:
         """gw (K, C, 3, 3) = sum over tiles and samples of Gt ((A dY At) (x) V) G, as one GEMM per tile
@@ -424,23 +400,25 @@ class Winograd:
         C = x.shape[0]
         pt, pl = self.op.pt, self.op.pl
         if (ho, wo) != (m * th, m * tw):  # output not a whole number of tiles: zero the gradient past its edge
-            even = self.op.scratch("wino_dy_even", (K, m * th, m * tw, N))
+            even = self.op.temp("wino_dy_even", (K, m * th, m * tw, N))
             even[...] = 0
             even[:, :ho, :wo] = dy
             dy = even
         plan, most = self._plan(th * tw, C + K, N)
-        partial = self.op.scratch("wino_du", (len(plan), tiling.points, K, C))
-        product = self.op.scratch("wino_du_product", (len(plan), tiling.points, K, C))
+        partial = self.op.temp("wino_du", (len(plan), tiling.points, K, C))
+        product = self.op.temp("wino_du_product", (len(plan), tiling.points, K, C))
 
         def work(worker, runs):
             partial[worker] = 0
             for t0, t1 in runs:
-                v = self._chunk(f"wino_x_v{worker}", C, t1 - t0, most, N)
-                prod = self._chunk(f"wino_x_m{worker}", K, t1 - t0, most, N)
+                v = self._chunk(f"wino_v{worker}", C, t1 - t0, most, N)
+                prod = self._chunk(f"wino_m{worker}", K, t1 - t0, most, N)
                 tiling.input_transform(x, pt, pl, t0, t1, tw, v)
                 tiling.gradient_transform(dy, t0, t1, tw, prod)
                 np.matmul(prod, v.transpose(0, 2, 1), out=product[worker])
                 partial[worker] += product[worker]
 
         run_parallel(work, plan)
-        filter_gradient(partial.sum(axis=0), gw, tiling.filters)
+        for extra in partial[1:]:  # summed in place: no temporary of the transformed filters' size
+            partial[0] += extra
+        filter_gradient(partial[0], gw, tiling.filters)

@@ -135,10 +135,11 @@ def totals(spec: Spec, batch: int) -> list[str]:
         f"MACs: {spec.total_macs:,} per sample ({human(spec.total_macs)}); FLOPs = 2 x MACs = {human(2 * spec.total_macs)}"
         " (conv and fc multiply-adds; bias and element-wise layers not counted)",
         f"activations: {spec.activations_per_sample:,} values = {human_bytes(spec.activations_per_sample * 4)} per sample (float32)",
-        f"training step at batch {batch} ({opt}, float32): weights {human_bytes(mem['weights'])} + gradients "
-        f"{human_bytes(mem['gradients'])} + optimizer state {human_bytes(mem['optimizer_state'])}"
-        + (f" + buffers {human_bytes(mem['buffers'])}" if mem["buffers"] else "")
-        + f" + activations and their gradients {human_bytes(mem['activations'])} = {human_bytes(mem['total'])}",
+        f"training step at batch {batch} ({opt}, float32): {human_bytes(mem['total'])} = weights "
+        f"{human_bytes(mem['weights'])} + gradients {human_bytes(mem['gradients'])} + optimizer state "
+        f"{human_bytes(mem['optimizer_state'])}" + (f" + buffers {human_bytes(mem['buffers'])}" if mem["buffers"] else ""),
+        f"  + activations {human_bytes(mem['activations'])} + their gradients {human_bytes(mem['activation_gradients'])}"
+        f" + workspace {human_bytes(mem['workspace'])}",
     ]
     return lines
 

@@ -9,7 +9,8 @@
 
 The pipeline, one module per step: yamlsrc (YAML with positions) -> sections and train (top-level
 settings) -> chain and blocks (the layer language) -> graph (expand into a DAG, infer shapes) ->
-network (the checked Spec and its totals; memory and summary derive from it). loader runs it.
+network (the checked Spec and its totals; memory and summary derive from it, memory with the engine's
+own rules in fusion, backward and workspace). loader runs it.
 """
 
 from __future__ import annotations

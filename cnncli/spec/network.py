@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from ..layers.activation import Softmax
 from ..layers.base import Shape
 from . import memory
 from . import summary as summary_json
@@ -75,6 +76,15 @@ class Spec:
             total += size
         return total
 
+    @property
+    def logits_node(self) -> int:
+        """The node whose output a classification loss takes: a final softmax is folded into the
+        loss (fused log-sum-exp), as Keras does with from_logits."""
+        last = self.nodes[self.output_node] if self.output_node != INPUT else None
+        if last is not None and last.kind is Softmax:
+            return last.inputs[0]
+        return self.output_node
+
     def node(self, name: str) -> Node:
         for node in self.nodes:
             if node.name == name:
@@ -82,9 +92,10 @@ class Spec:
         close = suggest(name, [n.name for n in self.nodes])
         raise UserError(f"no layer named '{name}'", f"did you mean {close}?" if close else "see cnn shapes for the names")
 
-    def memory(self, batch: int) -> dict[str, int]:
-        """Estimated bytes of one float32 training step (see spec/memory.py)."""
-        return memory.train_step_bytes(self, batch)
+    def memory(self, batch: int, workers: int | None = None) -> dict[str, int]:
+        """Estimated bytes of one float32 training step with `workers` threads (default: the engine's
+        default), see spec/memory.py."""
+        return memory.train_step_bytes(self, batch, workers)
 
     def summary(self, batch: int = 1) -> dict[str, Any]:
         """The machine-readable description printed by `cnn shapes --json` (see spec/summary.py)."""

@@ -143,6 +143,10 @@ class TrainSettings:
     freeze: list = _field("patterns", "layers whose parameters (and BN statistics) stay fixed: [conv1, stage1.*]", [])
     where: dict[str, Where] = field(default_factory=dict, repr=False, compare=False)
 
+    def loss_setting(self, classes: int | None) -> dict:
+        """The loss these settings name, else cross-entropy for a classifier and mse otherwise."""
+        return self.loss or {"name": "cross_entropy" if classes else "mse", "smoothing": 0.0}
+
     @classmethod
     def parse(cls, node: Node) -> "TrainSettings":
         """Check the spec's `train:` mapping."""

@@ -1,0 +1,111 @@
+"""How the engine splits its work and how large its working arrays are: the one place of these
+formulas, read by the ops (to size their buffers) and by the memory estimate of `cnn shapes`.
+
+Pure Python (no numpy, no numba), so `cnn shapes` counts the workspace without loading the engine.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Column-matrix values per im2col chunk (2 MiB of float32): a chunk of output positions, all samples,
+# small enough to stay in cache whatever the batch size.
+IM2COL_CHUNK_VALUES = 1 << 19
+
+
+def default_threads() -> int:
+    """The engine's threads unless told otherwise: CNNCLI_THREADS, else the cores this process may run on."""
+    setting = os.environ.get("CNNCLI_THREADS")
+    if setting and setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def split_work(n: int, chunk: int, workers: int) -> list[list[tuple[int, int]]]:
+    """Items 0..n-1 in runs of at most `chunk`, dealt out as evenly as possible to at most `workers`."""
+    count = min(workers, n)
+    plan: list[list[tuple[int, int]]] = []
+    start = 0
+    for w in range(count):
+        end = start + (n - start) // (count - w)
+        plan.append([(a, min(a + chunk, end)) for a in range(start, end, chunk)])
+        start = end
+    return plan
+
+
+def split_extent(n: int, chunk: int, workers: int) -> tuple[int, int]:
+    """(workers used, items in the longest run) of split_work(n, chunk, workers), without listing
+    the runs: what per-worker buffers must fit, counted even for a network far too big to run."""
+    count = min(workers, n)
+    return count, (min(chunk, -(-n // count)) if count else 0)
+
+
+def im2col_chunk(rows: int, batch: int) -> int:
+    """Output positions per im2col chunk; rows = input channels per group x kernel height x width,
+    one column per (position, sample)."""
+    return max(1, IM2COL_CHUNK_VALUES // max(rows * batch, 1))
+
+
+def im2col_plan(rows: int, positions: int, batch: int, workers: int) -> tuple[list, int]:
+    """The im2col path's chunks of output positions: (the plan, positions in its longest run)."""
+    chunk = im2col_chunk(rows, batch)
+    return split_work(positions, chunk, workers), split_extent(positions, chunk, workers)[1]
+
+
+# Winograd F(m x m, 3x3), m = 2 or 4: transformed-tile values per worker chunk (input and product
+# tiles together), 2 MiB of float32.
+WINOGRAD_CHUNK_VALUES = 1 << 19
+
+
+FEWEST_CHANNELS = 4  # below this many input channels a 3x3 conv stays on im2col
+
+
+def winograd_applies(filter_size, stride, dilation, groups) -> bool:
+    """Whether a conv has Winograd forms here: 3x3, stride 1, no dilation, no groups."""
+    return tuple(filter_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+
+
+def winograd_pays_off(channels: int) -> bool:
+    """Below 4 input channels (an RGB or grey image) the tile transforms cost more than the smaller
+    GEMMs save: im2col was 1.3x faster on 3 channels and 4.8x on 1 (forward, 32x32, batch 64)."""
+    return channels >= FEWEST_CHANNELS
+
+
+def uses_winograd(filter_size, stride, dilation, groups, channels) -> bool:
+    """Whether the engine runs a conv with Winograd (cnncli/ops/winograd.py) rather than im2col."""
+    return winograd_applies(filter_size, stride, dilation, groups) and winograd_pays_off(channels)
+
+
+def winograd_points(m: int) -> int:
+    """Values per transformed tile of F(m x m, 3x3), (m + 2)^2: the number of GEMMs."""
+    return (m + 2) ** 2
+
+
+def winograd_tiles(rows: int, cols: int, m: int) -> tuple[int, int]:
+    """Tiles of m x m outputs that cover a rows x cols output (cut tiles at the edge count whole)."""
+    return -(-rows // m), -(-cols // m)
+
+
+def winograd_tile_size(rows: int, cols: int) -> int:
+    """The tiling whose GEMMs are smallest for a rows x cols output: transformed values per tile
+    times tiles. F(4x4) wins from 3x3 maps up, except 6x6 and other sizes where 2x2 tiles fit
+    exactly and 4x4 ones waste a lot; F(2x2) on a tie, as its transforms are cheaper and exact in binary."""
+    def work(m: int) -> int:
+        th, tw = winograd_tiles(rows, cols, m)
+        return winograd_points(m) * th * tw
+
+    return 4 if work(4) < work(2) else 2
+
+
+def winograd_chunk(m: int, channels: int, batch: int) -> int:
+    """Tiles per Winograd chunk; `channels` are the input and output channels of the GEMMs together."""
+    return max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1))
+
+
+def winograd_plan(tiles: int, m: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
+    """Chunks of tiles for the workers: (the plan, tiles in its longest run)."""
+    chunk = winograd_chunk(m, channels, batch)
+    return split_work(tiles, chunk, workers), split_extent(tiles, chunk, workers)[1]
