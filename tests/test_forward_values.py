@@ -261,3 +261,15 @@ def test_same_seed_same_weights_and_different_seed_different():
     for name in a.params():
         np.testing.assert_array_equal(a.param(name), b.param(name))
     assert not np.array_equal(a.param("conv1.weight"), c.param("conv1.weight"))
+
+
+def test_a_sum_and_its_fused_relu_pass_nan_and_infinity_on():
+    """A diverging run must show NaN at the loss (which stops training), not a silently clipped value."""
+    from cnncli.ops.merge import add_act
+    from cnncli.ops.pool import NO_ACT, RELU, RELU6
+
+    a = np.array([1, np.nan, np.inf, -2], np.float32)
+    out = np.empty(4, np.float32)
+    for act, expected in ((NO_ACT, [2, np.nan, np.inf, -1]), (RELU, [2, np.nan, np.inf, 0]), (RELU6, [2, np.nan, 6, 0])):
+        add_act(0, 4, a, np.ones(4, np.float32), act, out)
+        np.testing.assert_array_equal(out, expected)

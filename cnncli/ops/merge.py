@@ -16,8 +16,11 @@ from .threads import parallel, parallel_values
 def add_act(lo, hi, a, b, act, out):
     """out = a + b over values lo..hi of flat arrays, then ReLU (act 1) or ReLU6 (act 2)."""
     a, b, out = a[lo:hi], b[lo:hi], out[lo:hi]
-    low = out.dtype.type(-np.inf) if act == NO_ACT else out.dtype.type(0)
-    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    if act == NO_ACT:  # a plain sum, so a NaN or an infinity passes on as it is
+        for i in range(out.size):
+            out[i] = a[i] + b[i]
+        return
+    low, high = out.dtype.type(0), out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
     for i in range(out.size):
         out[i] = min(max(a[i] + b[i], low), high)
 
