@@ -69,7 +69,8 @@ def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, act, y):
 def _input_grad(gc, xc, mean, inv, gamma, train, dxc):
     """Batch norm's backward for one channel, from the gradient gc at its (activated) output:
     writes dx, returns (dgamma, dbeta). With the sums of g and g*x, dx = a*g + b*x + k. gc may be
-    dxc itself: each value of g is read before its place is written."""
+    dxc itself (the gradient rewritten in place); that case has a loop of its own, because LLVM
+    vectorises a read and write of one array at one index, but not two arrays that may overlap."""
     M = xc.size
     sb = 0.0
     sx = 0.0
@@ -79,12 +80,20 @@ def _input_grad(gc, xc, mean, inv, gamma, train, dxc):
     sg = (sx - mean * sb) * inv  # the sum of g * xhat
     scale = gamma * inv
     a = xc.dtype.type(scale)
+    in_place = gc.ctypes.data == dxc.ctypes.data
     if train:  # dx = scale * (g - sb/M - xhat * sg/M)
         k = sg / M * inv
         b = xc.dtype.type(-scale * k)
         cc = xc.dtype.type(scale * (mean * k - sb / M))
+        if in_place:
+            for i in range(M):
+                dxc[i] = a * dxc[i] + b * xc[i] + cc
+        else:
+            for i in range(M):
+                dxc[i] = a * gc[i] + b * xc[i] + cc
+    elif in_place:
         for i in range(M):
-            dxc[i] = a * gc[i] + b * xc[i] + cc
+            dxc[i] = a * dxc[i]
     else:
         for i in range(M):
             dxc[i] = a * gc[i]
