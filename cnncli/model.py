@@ -22,6 +22,7 @@ from .errors import UserError
 from .layers.activation import ReLU, ReLU6
 from .ops.base import Fused, Op, Workspace
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp
+from .ops.merge import add
 from .ops.registry import op_for
 from .ops.threads import workers
 from .spec import Spec, load, loads
@@ -258,10 +259,10 @@ class Model:
                 if i not in grads:
                     grads[i] = dx
                 elif i in owned:
-                    grads[i] += dx
+                    add(grads[i], dx, grads[i])
                 else:  # a second consumer: sum into a slot of our own, never into an op's array
                     acc = self.gradient_space.get(f"slot{plan.sums[i]}", dx.shape, self.dtype)
-                    np.add(grads[i], dx, out=acc)
+                    add(grads[i], dx, acc)
                     grads[i] = acc
                     owned.add(i)
         return grads.get(INPUT)

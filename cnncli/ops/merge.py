@@ -17,8 +17,12 @@ def add_act(lo, hi, a, b, act, out):
     """out = a + b over values lo..hi of flat arrays, then ReLU (act 1) or ReLU6 (act 2)."""
     a, b, out = a[lo:hi], b[lo:hi], out[lo:hi]
     if act == NO_ACT:  # a plain sum, so a NaN or an infinity passes on as it is
-        for i in range(out.size):
-            out[i] = a[i] + b[i]
+        if out.ctypes.data == a.ctypes.data:  # in place: a loop of its own vectorises (see norm._input_grad)
+            for i in range(out.size):
+                out[i] += b[i]
+        else:
+            for i in range(out.size):
+                out[i] = a[i] + b[i]
         return
     low, high = out.dtype.type(0), out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
     for i in range(out.size):
@@ -34,6 +38,12 @@ def act_backward(lo, hi, y, dy, act, dx):
     high = y.dtype.type(6) if act == RELU6 else y.dtype.type(np.inf)
     for i in range(y.size):
         dx[i] = dy[i] if (y[i] > z and y[i] < high) else z
+
+
+def add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = a + b for arrays of one shape, on the engine's workers (out may be a or b)."""
+    flat = out.reshape(-1)
+    parallel_values(add_act, flat.size, a.reshape(-1), b.reshape(-1), NO_ACT, flat)
 
 
 class AddOp(Op):
