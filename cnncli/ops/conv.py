@@ -271,13 +271,10 @@ class ConvOp(Op):
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
             return [dx]
         if self.winograd is not None:
-            self.winograd.weight_gradient(x, dy, gw)
+            dx = self.gradient(x.shape) if need[0] else None
+            self.winograd.backward(x, dy, w, gw, dx)
             if "bias" in self.grads:
                 np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
-            if not need[0]:
-                return [None]
-            dx = self.gradient(x.shape)
-            self.winograd.input_gradient(dy, w, dx)
             return [dx]
         dy2 = dy.reshape(self.filters, -1)
         w2 = w.reshape(self.filters, -1)

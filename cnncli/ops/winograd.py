@@ -356,44 +356,74 @@ class Winograd:
     def _plan(self, tiles: int, channels: int, batch: int) -> tuple[list, int]:
         return winograd_plan(tiles, self.tiling.size, channels, batch, workers())
 
-    def _chunk(self, name: str, channels: int, tiles: int, most: int, batch: int) -> np.ndarray:
+    def _buffers(self, worker: int, cin: int, kout: int, most: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """A worker's flat input-tile and product-tile buffers for a pass from cin to kout channels,
+        sized for its longest run of `most` tiles (asked for once per pass, not per chunk)."""
         a2 = self.tiling.points
-        flat = self.op.temp(name, (a2 * channels * most * batch,))
+        return (self.op.temp(f"wino_v{worker}", (a2 * cin * most * batch,)),
+                self.op.temp(f"wino_m{worker}", (a2 * kout * most * batch,)))
+
+    def _chunk(self, flat: np.ndarray, channels: int, tiles: int, batch: int) -> np.ndarray:
+        """The (points, channels, tiles * batch) chunk at the start of a worker's flat buffer."""
+        a2 = self.tiling.points
         return flat[: a2 * channels * tiles * batch].reshape(a2, channels, tiles * batch)
 
-    def convolve(self, x, w, bias, pt, pl, out, act: int = NO_ACT) -> None:
-        """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
-        left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
+    def _convolution(self, x, w, bias, pt, pl, out, act: int) -> tuple[list, Callable]:
+        """One convolution pass, prepared: (its plan, work(worker, runs)). See convolve."""
         C, _, _, N = x.shape
         K, ho, wo, _ = out.shape
-        tiling, m = self.tiling, self.tiling.size
+        tiling = self.tiling
         th, tw = self._tiles(ho, wo)
         u = transform_filters(w, self.op.temp("wino_u", (tiling.points, K, C)), tiling.filters)
         b = bias if bias is not None else np.zeros(K, out.dtype)
         plan, most = self._plan(th * tw, C + K, N)
 
         def work(worker, runs):
+            tiles, products = self._buffers(worker, C, K, most, N)
             for t0, t1 in runs:
-                v = self._chunk(f"wino_v{worker}", C, t1 - t0, most, N)
-                prod = self._chunk(f"wino_m{worker}", K, t1 - t0, most, N)
+                v = self._chunk(tiles, C, t1 - t0, N)
+                prod = self._chunk(products, K, t1 - t0, N)
                 tiling.input_transform(x, pt, pl, t0, t1, tw, v)
                 np.matmul(u, v, out=prod)
                 tiling.output_transform(prod, t0, t1, tw, b, bias is not None, act, out)
 
-        run_parallel(work, plan)
+        return plan, work
+
+    def convolve(self, x, w, bias, pt, pl, out, act: int = NO_ACT) -> None:
+        """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
+        left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
+        run_parallel(*reversed(self._convolution(x, w, bias, pt, pl, out, act)))
 
     def forward(self, x, w, bias, out, act: int = NO_ACT) -> None:
         self.convolve(x, w, bias, self.op.pt, self.op.pl, out, act)
 
-    def input_gradient(self, dy, w, dx) -> None:
-        """dx = dy correlated with the filters flipped and transposed, padded by 2 - p on each side."""
-        flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], 3, 3))
-        flipped[...] = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        self.convolve(dy, flipped, None, 2 - self.op.pt, 2 - self.op.pl, dx)
+    def backward(self, x, dy, w, gw, dx=None) -> None:
+        """The weight gradient gw and, when dx is given, the input gradient, in one parallel pass:
+        the workers are started once for both."""
+        passes = [self._weight_gradient(x, dy, gw)]
+        if dx is not None:
+            # dx = dy correlated with the filters flipped and transposed, padded by 2 - p on each side
+            flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], 3, 3))
+            flipped[...] = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            passes.append(self._convolution(dy, flipped, None, 2 - self.op.pt, 2 - self.op.pl, dx, NO_ACT))
+        count = max(len(plan) for plan, _ in passes)
+        shares = [[plan[i] if i < len(plan) else None for plan, _ in passes] for i in range(count)]
 
-    def weight_gradient(self, x, dy, gw) -> None:
-        """gw (K, C, 3, 3) = sum over tiles and samples of Gt ((A dY At) (x) V) G, as one GEMM per tile
-        point and chunk, for forward's input x."""
+        def work(worker, share):
+            for (_, run), runs in zip(passes, share):
+                if runs is not None:
+                    run(worker, runs)
+
+        run_parallel(work, shares)
+        partial = self.op.temp("wino_du", (len(passes[0][0]), self.tiling.points, gw.shape[0], gw.shape[1]))
+        for extra in partial[1:]:  # summed in place: no temporary of the transformed filters' size
+            partial[0] += extra
+        filter_gradient(partial[0], gw, self.tiling.filters)
+
+    def _weight_gradient(self, x, dy, gw) -> tuple[list, Callable]:
+        """The weight-gradient pass, prepared: each worker sums, over its tiles and samples,
+        (A dY At) (x) V as one GEMM per tile point and chunk into its row of "wino_du"; backward
+        adds the rows and maps the sum back with Gt . G into gw (K, C, 3, 3)."""
         K, ho, wo, N = dy.shape
         tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
@@ -409,16 +439,14 @@ class Winograd:
         product = self.op.temp("wino_du_product", (len(plan), tiling.points, K, C))
 
         def work(worker, runs):
+            tiles, products = self._buffers(worker, C, K, most, N)
             partial[worker] = 0
             for t0, t1 in runs:
-                v = self._chunk(f"wino_v{worker}", C, t1 - t0, most, N)
-                prod = self._chunk(f"wino_m{worker}", K, t1 - t0, most, N)
+                v = self._chunk(tiles, C, t1 - t0, N)
+                prod = self._chunk(products, K, t1 - t0, N)
                 tiling.input_transform(x, pt, pl, t0, t1, tw, v)
                 tiling.gradient_transform(dy, t0, t1, tw, prod)
                 np.matmul(prod, v.transpose(0, 2, 1), out=product[worker])
                 partial[worker] += product[worker]
 
-        run_parallel(work, plan)
-        for extra in partial[1:]:  # summed in place: no temporary of the transformed filters' size
-            partial[0] += extra
-        filter_gradient(partial[0], gw, tiling.filters)
+        return plan, work
