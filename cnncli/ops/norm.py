@@ -20,16 +20,31 @@ from .threads import parallel
 
 @kernel
 def channel_stats(flat, eps):
-    """Mean and 1/sqrt(biased variance + eps) of one channel, two passes in float64."""
+    """Mean and 1/sqrt(biased variance + eps) of one channel, in one pass over memory: sums in
+    float64 of the values less the channel's first value. The shift keeps the sum of squares from
+    cancelling when the mean is large against the spread (a shifted variance is exact however
+    large the common offset, as long as the first value lies within a few spreads of the mean)."""
+    shift = np.float64(flat[0])
     total = 0.0
-    for i in range(flat.size):
-        total += flat[i]
-    mu = total / flat.size
     sq = 0.0
     for i in range(flat.size):
-        d = flat[i] - mu
+        d = flat[i] - shift
+        total += d
         sq += d * d
-    return mu, 1.0 / np.sqrt(sq / flat.size + eps)
+    mean = total / flat.size
+    var = max(sq / flat.size - mean * mean, 0.0)
+    return shift + mean, 1.0 / np.sqrt(var + eps)
+
+
+@kernel
+def update_running(running_mean, running_var, mean, invstd, eps, momentum, count):
+    """PyTorch's running estimates: r = (1 - momentum) r + momentum * batch value, the variance
+    unbiased (count / (count - 1)); one call instead of a dozen NumPy operations on short vectors."""
+    unbias = count / (count - 1)
+    for c in range(running_mean.size):
+        var = 1.0 / (invstd[c] * invstd[c]) - eps
+        running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
+        running_var[c] = (1 - momentum) * running_var[c] + momentum * var * unbias
 
 
 @kernel
@@ -173,12 +188,8 @@ class BatchNormOp(Op):
                             "use a batch of at least 2 samples")
 
     def _update_running(self, x):
-        count = x.size // self.channels
-        m, eps = self.p["momentum"], self.p["eps"]
-        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-        var = 1.0 / self.invstd ** 2 - eps
-        rm[...] = (1 - m) * rm + m * self.mean
-        rv[...] = (1 - m) * rv + m * var * (count / (count - 1))
+        update_running(self.buffers["running_mean"], self.buffers["running_var"], self.mean, self.invstd,
+                       self.p["eps"], self.p["momentum"], x.size // self.channels)
 
     def _grad_buffers(self):
         if "weight" in self.grads:
