@@ -139,24 +139,55 @@ class ConcatOp(Op):
         return grads
 
 
+@kernel
+def shortcut_forward(lo, hi, x, s, front, out):
+    """Output channels lo..hi of the shortcut: x subsampled by s where channel k - front of x
+    exists, zeros in the padding channels around it."""
+    _, ho, wo, N = out.shape
+    z = out.dtype.type(0)
+    for k in range(lo, hi):
+        c = k - front
+        for i in range(ho):
+            for j in range(wo):
+                if 0 <= c < x.shape[0]:
+                    for n in range(N):
+                        out[k, i, j, n] = x[c, i * s, j * s, n]
+                else:
+                    for n in range(N):
+                        out[k, i, j, n] = z
+
+
+@kernel
+def shortcut_backward(lo, hi, dy, s, front, dx):
+    """Input channels lo..hi of the shortcut's gradient: dy's values at the kept positions, 0 elsewhere."""
+    _, H, W, N = dx.shape
+    ho, wo = dy.shape[1], dy.shape[2]
+    z = dx.dtype.type(0)
+    for c in range(lo, hi):
+        for h in range(H):
+            for w in range(W):
+                for n in range(N):
+                    dx[c, h, w, n] = z
+        for i in range(ho):
+            for j in range(wo):
+                for n in range(N):
+                    dx[c, i * s, j * s, n] = dy[c + front, i, j, n]
+
+
 class ShortcutOp(Op):
     kinds = (Shortcut,)
 
     def forward(self, xs, train, rng):
         x = xs[0]
         self.in_shape = x.shape
-        s = self.p["s"]
         out = self.scratch("out", self.out_shape(x.shape[3]))
         self.front = (out.shape[0] - x.shape[0]) // 2
-        out[...] = 0
-        out[self.front : self.front + x.shape[0]] = x[:, ::s, ::s, :]
+        parallel(shortcut_forward, out.shape[0], x, self.p["s"], self.front, out)
         return out
 
     def backward(self, dy, need):
-        s = self.p["s"]
         dx = self.gradient(self.in_shape)
-        dx[...] = 0
-        dx[:, ::s, ::s, :] = dy[self.front : self.front + self.in_shape[0]]
+        parallel(shortcut_backward, dx.shape[0], dy, self.p["s"], self.front, dx)
         return [dx]
 
 
