@@ -8,6 +8,9 @@ Both sides run the same spec (PyTorch's twin is built by torch_net.py), Adam, cr
 data. Each side lives in its own worker process, so that neither's idle threads (OpenMP spins while
 waiting for work) slow the other; the script alternates between them in rounds so that a busy moment
 of the machine hits both, and reports the median over rounds. A ratio above 1 means cnncli is faster.
+The ratio is the median of each round's ratio (cnncli's measurement against PyTorch's right after it),
+not the ratio of the two medians: on a shared machine whose speed drifts by 10-20 % over minutes, a
+pair measured back to back sees the same machine, and the JSON keeps every round's ratio.
 Each thread count has its own pair of worker processes; the rounds alternate over all of them.
 
 GFLOP/s counts 2 FLOPs per multiply-add of the convs and fc layers (a training step: forward, input
@@ -197,12 +200,16 @@ def main() -> None:
         for t in args.threads:
             sec = {k: statistics.median(v) for (tt, k), v in samples.items() if tt == t}
             spread = {k: (max(v) - min(v)) / statistics.median(v) for (tt, k), v in samples.items() if tt == t}
+            paired = {part: [theirs / mine for mine, theirs in zip(samples[(t, f"ours_{part}")], samples[(t, f"torch_{part}")])]
+                      for part in ("train", "infer")}
             row = {"network": name, "input": "x".join(map(str, spec.input)), "batch": batch, "threads": t,
                    **{f"{k}_samples_per_s": round(batch / v, 1) for k, v in sec.items()},
                    **{f"{k}_gflop_per_s": round((train_flops if k.endswith("train") else infer_flops) / v / 1e9, 2)
                       for k, v in sec.items()},
-                   "train_ratio": round(sec["torch_train"] / sec["ours_train"], 3),
-                   "inference_ratio": round(sec["torch_infer"] / sec["ours_infer"], 3),
+                   "train_ratio": round(statistics.median(paired["train"]), 3),
+                   "inference_ratio": round(statistics.median(paired["infer"]), 3),
+                   "train_ratio_rounds": [round(r, 3) for r in paired["train"]],
+                   "inference_ratio_rounds": [round(r, 3) for r in paired["infer"]],
                    "peak_gflop_per_s": round(peak[t], 1),
                    "largest_spread": round(max(spread.values()), 3)}
             results.append(row)
@@ -216,8 +223,8 @@ def main() -> None:
     for proc in workers.values():
         proc.stdin.close()
         proc.wait()
-    print("ratio: cnncli's samples/s over PyTorch's (above 1: cnncli faster); peak: cnncli's share of the FP32 peak; "
-          "largest spread of a median in the JSON")
+    print("ratio: median over rounds of cnncli's samples/s over PyTorch's in the same round (above 1: cnncli faster); "
+          "peak: cnncli's share of the FP32 peak; every round's ratio and the largest spread of a median in the JSON")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
