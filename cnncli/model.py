@@ -22,7 +22,7 @@ from .errors import UserError
 from .layers.activation import ReLU, ReLU6
 from .ops.base import Fused, Op, Workspace
 from .ops.norm import RELU, RELU6, BatchNormActPoolOp
-from .ops.merge import add
+from .ops.merge import add_arrays
 from .ops.registry import op_for
 from .ops.threads import workers
 from .spec import Spec, load, loads
@@ -259,10 +259,10 @@ class Model:
                 if i not in grads:
                     grads[i] = dx
                 elif i in owned:
-                    add(grads[i], dx, grads[i])
+                    add_arrays(grads[i], dx, grads[i])
                 else:  # a second consumer: sum into a slot of our own, never into an op's array
                     acc = self.gradient_space.get(f"slot{plan.sums[i]}", dx.shape, self.dtype)
-                    add(grads[i], dx, acc)
+                    add_arrays(grads[i], dx, acc)
                     grads[i] = acc
                     owned.add(i)
         return grads.get(INPUT)

@@ -92,6 +92,20 @@ def test_batch_norm_train_updates_running_stats_like_pytorch():
     assert m.param("bn1.running_var")[0] == pytest.approx(0.9 * 1 + 0.1 * np.var([1, 2, 3, 6], ddof=1))
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_batch_norm_statistics_hold_when_the_mean_dwarfs_the_spread(offset):
+    """One pass over memory (float64 sums shifted by the first value) gives the two-pass mean and
+    variance of the float32 values, also when the mean is a million times the spread (unshifted
+    sums of squares would lose the variance there: about 1e-4 relative)."""
+    x = (offset + 0.01 * np.random.default_rng(0).normal(size=(8, 2, 5, 5))).astype(np.float32)
+    m = model("bn eps=0", "2x5x5")
+    m.forward(x, train=True)
+    values = x.transpose(1, 0, 2, 3).reshape(2, -1).astype(np.float64)
+    norm = m.ops[0]
+    np.testing.assert_allclose(norm.mean, values.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(norm.invstd, 1 / np.sqrt(values.var(axis=1)), rtol=1e-8)
+
+
 def test_lrn_follows_pytorch_formula():
     x = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1)
     y = model("lrn 3 alpha=0.3 beta=0.5 k=2", "3x1x1", np.float64).forward(x).ravel()

@@ -40,7 +40,7 @@ def act_backward(lo, hi, y, dy, act, dx):
         dx[i] = dy[i] if (y[i] > z and y[i] < high) else z
 
 
-def add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def add_arrays(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """out = a + b for arrays of one shape, on the engine's workers (out may be a or b)."""
     flat = out.reshape(-1)
     parallel_values(add_act, flat.size, a.reshape(-1), b.reshape(-1), NO_ACT, flat)
