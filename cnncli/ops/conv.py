@@ -12,8 +12,8 @@ from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
 from ..spec.workspace import im2col_plan, uses_winograd
-from .merge import add_act
-from .threads import parallel, parallel_values, run_parallel, workers
+from .merge import add_arrays
+from .threads import parallel, run_parallel, workers
 from .winograd import Winograd
 
 
@@ -319,9 +319,8 @@ class ConvOp(Op):
         if dxs is None:
             return [None]
         if not self.pointwise:
-            total = dxs[0].reshape(-1)
             for extra in dxs[1:]:
-                parallel_values(add_act, total.size, total, extra.reshape(-1), NO_ACT, total)
+                add_arrays(dxs[0], extra, dxs[0])
         return [dxs[0]]
 
     # -- the im2col + GEMM path works on chunks of output positions (oh, ow), each chunk's columns
