@@ -49,8 +49,20 @@ def main() -> None:
 
     run = threads._run
     mode = "busy"
-    seconds: dict[tuple[str, str], list[float]] = defaultdict(list)  # (pass, mode) -> main's share per call
-    handoff = defaultdict(float)  # busy steps: passes' elapsed time, the worker's late start and late end
+    # (pass, mode) -> [main thread's seconds in its shares, the parts of the passes' work they did, calls]
+    shares: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    handoff = defaultdict(float)  # busy steps: passes' elapsed time, main's wait, the worker's late start
+
+    class Counted:
+        """The main thread's claims on a pass's runs (threads.Claims), counted as it takes them."""
+
+        def __init__(self, claims):
+            self.claims, self.taken = claims, 0
+
+        def __iter__(self):
+            for item in self.claims:
+                self.taken += 1
+                yield item
 
     def timed_run(calls):
         if len(calls) == 1:
@@ -70,22 +82,29 @@ def main() -> None:
             return None
 
         (call, *first), rest = calls[0], calls[1:]
+        counted = [Counted(a) if isinstance(a, threads.Claims) else a for a in first]
         others = [(timed(i, c) if mode == "busy" else idle, *args) for i, (c, *args) in enumerate(rest, 1)]
         begin = time.perf_counter()
-        results = run([(timed(0, call), *first), *others])
+        results = run([(timed(0, call), *counted), *others])
         end = time.perf_counter()
-        seconds[(call.__qualname__, mode)].append(spans[0][1] - spans[0][0])
+        claimed = [c for c in counted if isinstance(c, Counted)]
+        # the part of the pass the main thread did: its runs of the claimed plans, else its fixed share
+        part = (sum(c.taken for c in claimed) / sum(len(c.claims) for c in claimed)) if claimed else 1 / len(calls)
+        entry = shares[(call.__qualname__, mode)]
+        entry[0] += spans[0][1] - spans[0][0]
+        entry[1] += part
+        entry[2] += 1
         if mode == "busy":
             handoff["passes"] += end - begin
-            handoff["late start"] += max(spans[i][0] for i in spans) - begin
-            handoff["late end"] += end - max(stop for _, stop in spans.values())
+            handoff["main waits"] += end - spans[0][1]
+            handoff["late start"] += max(start for start, _ in spans.values()) - begin
         return results
 
     threads._run = timed_run
     try:
         for _ in range(3):
             step(x, y)
-        seconds.clear()
+        shares.clear()
         handoff.clear()
         for _ in range(args.repeats):
             for mode in ("busy", "idle"):
@@ -97,21 +116,26 @@ def main() -> None:
         threads._run = run
 
     count = args.steps * args.repeats
-    names = sorted({name for name, _ in seconds}, key=lambda n: -sum(seconds[(n, "busy")]))
-    print(f"{args.network}, batch {args.batch}, 2 threads: the main thread's share of each pass, ms per step")
+
+    names = sorted({name for name, _ in shares}, key=lambda n: -shares[(n, "busy")][0])
+    print(f"{args.network}, batch {args.batch}, 2 threads: each pass at the main thread's speed, "
+          "ms per step for all of the pass's work")
     print(f"{'pass':44} {'worker busy':>12} {'worker idle':>12} {'ratio':>6}")
+    total = {"busy": 0.0, "idle": 0.0}
     for name in names:
-        busy, idle = sum(seconds[(name, "busy")]) / count, sum(seconds[(name, "idle")]) / count
-        print(f"{name:44} {busy * 1e3:>12.2f} {idle * 1e3:>12.2f} {busy / idle if idle else float('nan'):>6.2f}")
-    total_busy = sum(sum(seconds[(n, "busy")]) for n in names) / count
-    total_idle = sum(sum(seconds[(n, "idle")]) for n in names) / count
-    print(f"{'all passes':44} {total_busy * 1e3:>12.2f} {total_idle * 1e3:>12.2f} {total_busy / total_idle:>6.2f}")
+        # the main thread's seconds per whole pass, times the passes per step
+        rate = {m: shares[(name, m)][0] / shares[(name, m)][1] * shares[(name, m)][2] / count for m in total}
+        for m in total:
+            total[m] += rate[m]
+        print(f"{name:44} {rate['busy'] * 1e3:>12.2f} {rate['idle'] * 1e3:>12.2f} "
+              f"{rate['busy'] / rate['idle'] if rate['idle'] else float('nan'):>6.2f}")
+    print(f"{'all passes':44} {total['busy'] * 1e3:>12.2f} {total['idle'] * 1e3:>12.2f} {total['busy'] / total['idle']:>6.2f}")
     step_ms = handoff["busy steps"] / count * 1e3
     passes_ms = handoff["passes"] / count * 1e3
-    print(f"a step with the worker busy: {step_ms:.1f} ms = {passes_ms:.1f} in parallel passes "
-          f"(of which the worker's late start {handoff['late start'] / count * 1e3:.1f} and the wait after "
-          f"the last share ends {handoff['late end'] / count * 1e3:.1f}) + {step_ms - passes_ms:.1f} serial, between the passes")
-
+    print(f"a step with the worker busy: {step_ms:.1f} ms = {passes_ms:.1f} in parallel passes + "
+          f"{step_ms - passes_ms:.1f} serial, between the passes; in the passes the main thread waited "
+          f"{handoff['main waits'] / count * 1e3:.1f} ms for the worker, which started "
+          f"{handoff['late start'] / count * 1e3:.1f} ms late in all")
 
 if __name__ == "__main__":
     main()

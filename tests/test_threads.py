@@ -4,6 +4,7 @@ and leave the workers usable, and calls that cannot have the workers run on the 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -44,6 +45,39 @@ def test_run_parallel_gives_each_worker_its_plan_item(two_workers):
     seen = {}
     threads.run_parallel(lambda worker, item: seen.update({worker: item}), [["a"], ["b"]])
     assert seen == {0: ["a"], 1: ["b"]}
+
+
+def test_claimed_runs_go_out_once_each_with_their_place_in_the_plan(two_workers):
+    plan = [[(0, 3), (3, 5)], [(5, 8), (8, 10)]]
+    taken = {0: [], 1: []}
+
+    def work(worker, claims):
+        for index, run in claims:
+            taken[worker].append((index, run))
+
+    threads.run_claimed(work, plan)
+    assert sorted(taken[0] + taken[1]) == [(0, (0, 3)), (1, (3, 5)), (2, (5, 8)), (3, (8, 10))]
+
+
+def test_a_thread_that_starts_late_claims_fewer_runs(two_workers):
+    """The worker thread waits until this thread has taken three of the four runs: it gets the one
+    left, where a fixed split would have given it two."""
+    three_taken = threading.Event()
+    taken = {0: [], 1: []}
+
+    def work(worker, claims):
+        if worker:
+            assert three_taken.wait(10)
+        for index, _ in claims:
+            taken[worker].append(index)
+            if worker == 0 and len(taken[0]) == 3:
+                three_taken.set()
+                deadline = time.monotonic() + 10
+                while not taken[1] and time.monotonic() < deadline:  # until the worker claims the last run
+                    time.sleep(0.001)
+
+    threads.run_claimed(work, [[(0, 1), (1, 2)], [(2, 3), (3, 4)]])
+    assert taken == {0: [0, 1, 2], 1: [3]}
 
 
 def test_nested_and_concurrent_calls_run_on_their_own_thread(two_workers):

@@ -142,11 +142,12 @@ def test_shared_gradient_slots_change_no_gradient(monkeypatch, text, fuse, train
     assert shared < alone
 
 
-def test_split_extent_is_the_plan_without_listing_it():
+def test_split_extent_and_runs_are_the_plan_without_listing_it():
     for n in range(0, 40):
         for chunk in (1, 2, 3, 7, 50):
             for workers in (1, 2, 3, 4):
                 plan = workspace.split_work(n, chunk, workers)
                 longest = max((b - a for runs in plan for a, b in runs), default=0)
                 assert workspace.split_extent(n, chunk, workers) == (len(plan), longest), (n, chunk, workers)
+                assert workspace.split_runs(n, chunk, workers) == sum(map(len, plan)), (n, chunk, workers)
     assert workspace.split_extent(10**12, 3, 2) == (2, 3)  # a network far too big to run is still counted

@@ -3,6 +3,9 @@ gradients."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -60,6 +63,41 @@ def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tile
     np.testing.assert_allclose(dx2, dx, rtol=1e-12, atol=1e-12)
     for name, g in grads.items():
         np.testing.assert_allclose(grads2[name], g, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_results_do_not_depend_on_which_thread_took_which_tiles(monkeypatch):
+    """The threads claim runs of tiles as they come free (threads.Claims): here once with the worker
+    thread starting late (this thread takes every run), once with this thread pausing after its first
+    run (the worker takes the others). The weight gradient sums each run's part in the plan's order,
+    not per thread, so float32 results are the same to the bit."""
+    monkeypatch.setattr(threads, "_threads", 2)
+    monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_VALUES", 36 * 16 * 8)  # one tile of 8 samples a run
+    spec = loads("input: 8x8x8\nnet: conv k=8 f=3 p=1\n")
+    x = np.random.default_rng(0).normal(0, 1, (8, 8, 8, 8)).astype(np.float32)
+    run(Model(spec, np.float32, 0), x)  # compiled (or loaded) before the timing matters
+    results, worker_runs = [], []
+    claims_of = threads.Claims.__iter__
+    for late_thread in ("worker", "main"):
+        model = Model(spec, np.float32, 0)
+        taken = [0]
+
+        def claims_late(claims, late_thread=late_thread, taken=taken):
+            on_worker = threading.current_thread() is not threading.main_thread()
+            if on_worker and late_thread == "worker":
+                time.sleep(0.05)
+            for item in claims_of(claims):
+                taken[0] += on_worker
+                yield item
+                if not on_worker and late_thread == "main":
+                    time.sleep(0.05)
+
+        monkeypatch.setattr(threads.Claims, "__iter__", claims_late)
+        y, dx, grads, _ = run(model, x, np.random.default_rng(1).normal(0, 1, (8, 8, 8, 8)).astype(np.float32))
+        results.append((y.copy(), dx.copy(), grads["conv1.weight"].copy()))
+        worker_runs.append(taken[0])
+    assert worker_runs[0] == 0 < worker_runs[1]  # the runs did go to different threads
+    for first, second in zip(*results):
+        assert np.array_equal(first, second)
 
 
 @pytest.mark.parametrize("size", [2, 4])

@@ -9,6 +9,7 @@ idle, and mixed on 2 cores they more than halved the speed of a training step (m
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from threadpoolctl import threadpool_limits
@@ -139,3 +140,33 @@ def run_parallel(work, plan: list) -> None:
     """Call work(worker, item) for each plan item, one worker thread each; re-raise any error."""
     pin_blas()
     _run([(work, i, item) for i, item in enumerate(plan)])
+
+
+class Claims:
+    """A plan's runs, handed out one at a time to whichever worker thread asks next, instead of a
+    fixed share each: a thread that starts late or runs slower (its core busy with something else)
+    takes fewer runs, and neither waits long for the other at the end. Each thread iterates the
+    claims (`for index, run in claims`) and gets (index, run) pairs, the index being the run's place
+    in the plan; work that keeps a result per run can then combine them in that fixed order, so the
+    results do not depend on which thread took which run."""
+
+    def __init__(self, plan: list):
+        self.runs = [run for share in plan for run in share]
+        self._next = itertools.count()  # shared by every thread's iterator; next() on it is atomic
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        for index in self._next:
+            if index >= len(self.runs):
+                return
+            yield index, self.runs[index]
+
+
+def run_claimed(work, *plans: list) -> None:
+    """Call work(worker, *claims) on as many worker threads as the longest plan has shares, with
+    one Claims per plan; re-raise any error."""
+    pin_blas()
+    claims = [Claims(plan) for plan in plans]
+    _run([(work, worker, *claims) for worker in range(max(len(plan) for plan in plans))])

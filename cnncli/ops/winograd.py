@@ -28,7 +28,7 @@ from ..spec.workspace import winograd_plan, winograd_points, winograd_tiles
 from ..spec.workspace import winograd_tile_size as tile_size
 from .jit import kernel
 from .pool import NO_ACT, RELU6
-from .threads import run_parallel, workers
+from .threads import run_claimed, workers
 
 G2 = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 # Bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]: row i of Bt d is d[a] + sign * d[b]
@@ -378,9 +378,9 @@ class Winograd:
         b = bias if bias is not None else np.zeros(K, out.dtype)
         plan, most = self._plan(th * tw, C + K, N)
 
-        def work(worker, runs):
+        def work(worker, claims):
             tiles, products = self._buffers(worker, C, K, most, N)
-            for t0, t1 in runs:
+            for _, (t0, t1) in claims:
                 v = self._chunk(tiles, C, t1 - t0, N)
                 prod = self._chunk(products, K, t1 - t0, N)
                 tiling.input_transform(x, pt, pl, t0, t1, tw, v)
@@ -392,7 +392,7 @@ class Winograd:
     def convolve(self, x, w, bias, pt, pl, out, act: int = NO_ACT) -> None:
         """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
         left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
-        run_parallel(*reversed(self._convolution(x, w, bias, pt, pl, out, act)))
+        run_claimed(*reversed(self._convolution(x, w, bias, pt, pl, out, act)))
 
     def forward(self, x, w, bias, out, act: int = NO_ACT) -> None:
         self.convolve(x, w, bias, self.op.pt, self.op.pl, out, act)
@@ -406,24 +406,23 @@ class Winograd:
             flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], 3, 3))
             flipped[...] = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
             passes.append(self._convolution(dy, flipped, None, 2 - self.op.pt, 2 - self.op.pl, dx, NO_ACT))
-        count = max(len(plan) for plan, _ in passes)
-        shares = [[plan[i] if i < len(plan) else None for plan, _ in passes] for i in range(count)]
 
-        def work(worker, share):
-            for (_, run), runs in zip(passes, share):
-                if runs is not None:
-                    run(worker, runs)
+        def work(worker, *claims):
+            for (_, run), claimed in zip(passes, claims):
+                run(worker, claimed)
 
-        run_parallel(work, shares)
-        partial = self.op.temp("wino_du", (len(passes[0][0]), self.tiling.points, gw.shape[0], gw.shape[1]))
+        run_claimed(work, *(plan for plan, _ in passes))
+        # each run's sum, added in the plan's order (whichever thread computed it): the same result every time
+        runs = sum(map(len, passes[0][0]))
+        partial = self.op.temp("wino_du", (runs, self.tiling.points, gw.shape[0], gw.shape[1]))
         for extra in partial[1:]:  # summed in place: no temporary of the transformed filters' size
             partial[0] += extra
         filter_gradient(partial[0], gw, self.tiling.filters)
 
     def _weight_gradient(self, x, dy, gw) -> tuple[list, Callable]:
-        """The weight-gradient pass, prepared: each worker sums, over its tiles and samples,
-        (A dY At) (x) V as one GEMM per tile point and chunk into its row of "wino_du"; backward
-        adds the rows and maps the sum back with Gt . G into gw (K, C, 3, 3)."""
+        """The weight-gradient pass, prepared: each run of tiles sums, over its tiles and samples,
+        (A dY At) (x) V as one GEMM per tile point into its own row of "wino_du"; backward adds the
+        rows and maps the sum back with Gt . G into gw (K, C, 3, 3)."""
         K, ho, wo, N = dy.shape
         tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
@@ -435,18 +434,15 @@ class Winograd:
             even[:, :ho, :wo] = dy
             dy = even
         plan, most = self._plan(th * tw, C + K, N)
-        partial = self.op.temp("wino_du", (len(plan), tiling.points, K, C))
-        product = self.op.temp("wino_du_product", (len(plan), tiling.points, K, C))
+        partial = self.op.temp("wino_du", (sum(map(len, plan)), tiling.points, K, C))
 
-        def work(worker, runs):
+        def work(worker, claims):
             tiles, products = self._buffers(worker, C, K, most, N)
-            partial[worker] = 0
-            for t0, t1 in runs:
+            for index, (t0, t1) in claims:
                 v = self._chunk(tiles, C, t1 - t0, N)
                 prod = self._chunk(products, K, t1 - t0, N)
                 tiling.input_transform(x, pt, pl, t0, t1, tw, v)
                 tiling.gradient_transform(dy, t0, t1, tw, prod)
-                np.matmul(prod, v.transpose(0, 2, 1), out=product[worker])
-                partial[worker] += product[worker]
+                np.matmul(prod, v.transpose(0, 2, 1), out=partial[index])
 
         return plan, work

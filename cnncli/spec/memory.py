@@ -100,26 +100,26 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
 
 def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad: bool) -> LayerMemory:
     """F(m x m, 3x3) (cnncli/ops/winograd.py): per pass the transformed filters and each worker's
-    input and product tiles; the weight gradient adds per-worker sums (and dy cut to whole tiles)."""
+    input and product tiles; the weight gradient adds a sum per run of tiles (and dy cut to whole tiles)."""
     n = ctx.batch
     size = ws.winograd_tile_size(ho, wo)
     points = ws.winograd_points(size)
 
     def convolve(cin, kout, rows, cols):  # a pass from cin channels into a kout x rows x cols output
         th, tw = ws.winograd_tiles(rows, cols, size)
-        count, most = ws.split_extent(th * tw, ws.winograd_chunk(size, cin + kout, n), ctx.workers)
+        chunk = ws.winograd_chunk(size, cin + kout, n)
+        count, most = ws.split_extent(th * tw, chunk, ctx.workers)
         m.need("wino_u", points * kout * cin)
         for worker in range(count):
             m.need(f"wino_v{worker}", points * cin * most * n)
             m.need(f"wino_m{worker}", points * kout * most * n)
-        return th, tw, count
+        return th, tw, ws.split_runs(th * tw, chunk, ctx.workers)
 
-    th, tw, count = convolve(c, k, ho, wo)
+    th, tw, runs = convolve(c, k, ho, wo)
     if ctx.backward:
         if (ho, wo) != (size * th, size * tw):
             m.need("wino_dy_even", k * size * th * size * tw * n)
-        m.need("wino_du", count * points * k * c)
-        m.need("wino_du_product", count * points * k * c)
+        m.need("wino_du", runs * points * k * c)
     if input_grad:
         m.need("wino_flipped", k * c * 9)  # the filters flipped and transposed
         convolve(k, c, h, w)

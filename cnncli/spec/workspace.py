@@ -43,6 +43,16 @@ def split_extent(n: int, chunk: int, workers: int) -> tuple[int, int]:
     return count, (min(chunk, -(-n // count)) if count else 0)
 
 
+def split_runs(n: int, chunk: int, workers: int) -> int:
+    """How many runs split_work(n, chunk, workers) makes, counted without listing them."""
+    count, runs, start = min(workers, n), 0, 0
+    for w in range(count):
+        end = start + (n - start) // (count - w)
+        runs += -(-(end - start) // chunk)
+        start = end
+    return runs
+
+
 def im2col_chunk(rows: int, batch: int) -> int:
     """Output positions per im2col chunk; rows = input channels per group x kernel height x width,
     one column per (position, sample)."""
