@@ -1,13 +1,14 @@
-"""Where a second thread's time goes in a training step: each parallel pass's share on the main
-thread, timed with the worker busy and with it idle, and the step split into the passes, the
-worker's late start and end, and the serial Python between the passes.
+"""Where a second thread's time goes in a training step: each parallel pass at the main thread's
+speed (its seconds over the part of the pass it did) with the worker busy and with it idle, and the
+step split into the passes, the main thread's wait for the worker, and the serial Python between.
 
     python benchmarks/thread_scaling.py [resnet-20-cifar] [--batch 64] [--steps 8] [--repeats 3]
 
-A pass whose share takes longer with the worker busy competes with it for something both threads
-need (memory bandwidth, shared cache); one that takes as long loses only the handoff. Measured on 2
-threads. The steps with the worker idle compute wrong values (half of each pass is skipped): this
-is a timing probe, nothing else. Passes are grouped by the function they run.
+A pass that runs slower with the worker busy competes with it for something both threads need
+(memory bandwidth, shared cache); one that runs as fast loses only the handoff. Measured on 2
+threads. With the worker idle, passes with fixed shares skip the worker's half and compute wrong
+values, and passes whose runs are claimed (threads.Claims) run wholly on the main thread: this is
+a timing probe, nothing else. Passes are grouped by the function they run.
 """
 
 from __future__ import annotations
