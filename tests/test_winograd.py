@@ -4,7 +4,6 @@ gradients."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -83,13 +82,16 @@ def test_results_do_not_depend_on_which_thread_took_which_tiles(monkeypatch):
 
         def claims_late(claims, late_thread=late_thread, taken=taken):
             on_worker = threading.current_thread() is not threading.main_thread()
-            if on_worker and late_thread == "worker":
-                time.sleep(0.05)
-            for item in claims_of(claims):
+            me = "worker" if on_worker else "main"
+            done = claims.__dict__.setdefault("done", {"main": threading.Event(), "worker": threading.Event()})
+            if me == late_thread == "worker":
+                done["main"].wait(10)  # start once this thread has taken every run
+            for i, item in enumerate(claims_of(claims)):
                 taken[0] += on_worker
                 yield item
-                if not on_worker and late_thread == "main":
-                    time.sleep(0.05)
+                if me == late_thread == "main" and i == 0:
+                    done["worker"].wait(10)  # after the first run, pause until the worker took the rest
+            done[me].set()
 
         monkeypatch.setattr(threads.Claims, "__iter__", claims_late)
         y, dx, grads, _ = run(model, x, np.random.default_rng(1).normal(0, 1, (8, 8, 8, 8)).astype(np.float32))
