@@ -39,10 +39,14 @@ NETWORKS = [
 ]
 
 
+@pytest.mark.parametrize("grouped", [False, True])  # True: runs of one tile, the weight gradient summed per group of runs
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("text", NETWORKS)
-def test_every_layer_holds_what_the_estimate_counts(monkeypatch, text, workers):
+def test_every_layer_holds_what_the_estimate_counts(monkeypatch, text, workers, grouped):
     monkeypatch.setattr(threads, "_threads", workers)
+    if grouped:
+        monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_VALUES", 1)
+        monkeypatch.setattr(workspace, "WINOGRAD_SUM_VALUES", 1)
     spec = loads(text)
     model, step = train(spec, 5)
     per_layer = memory.layers(spec, 5, workers)

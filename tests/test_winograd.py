@@ -64,6 +64,23 @@ def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tile
         np.testing.assert_allclose(grads2[name], g, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_weight_gradient_summed_in_groups_of_runs(monkeypatch, workers):
+    """Past WINOGRAD_SUM_VALUES, the weight gradient sums whole groups of runs (one group per
+    worker) instead of one sum per run: the same gradients as im2col."""
+    monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_VALUES", 36 * 7 * 2)  # one tile of 2 samples a run
+    monkeypatch.setattr(workspace, "WINOGRAD_SUM_VALUES", 1)
+    monkeypatch.setattr(threads, "_threads", workers)
+    assert workspace.winograd_sums(16, 36 * 12, workers) == workers
+    fast, plain = pair("conv k=4 f=3 p=1", "3x13x11", size=4)  # 4 x 3 tiles, 12 runs
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 13, 11))
+    y, dx, grads, dy = run(plain, x)
+    y2, dx2, grads2, _ = run(fast, x, dy)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-12, atol=1e-12)
+    for name, g in grads.items():
+        np.testing.assert_allclose(grads2[name], g, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
 def test_results_do_not_depend_on_which_thread_took_which_tiles(monkeypatch):
     """The threads claim runs of tiles as they come free (threads.Claims): here once with the worker
     thread starting late (this thread takes every run), once with this thread pausing after its first

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..spec.workspace import winograd_applies as applies  # noqa: F401 (the conv op and tests ask here)
 from ..spec.workspace import winograd_pays_off as pays_off  # noqa: F401
-from ..spec.workspace import winograd_plan, winograd_points, winograd_tiles
+from ..spec.workspace import winograd_plan, winograd_points, winograd_sums, winograd_tiles
 from ..spec.workspace import winograd_tile_size as tile_size
 from .jit import kernel
 from .pool import NO_ACT, RELU6
@@ -412,17 +412,18 @@ class Winograd:
                 run(worker, claimed)
 
         run_claimed(work, *(plan for plan, _ in passes))
-        # each run's sum, added in the plan's order (whichever thread computed it): the same result every time
-        runs = sum(map(len, passes[0][0]))
-        partial = self.op.temp("wino_du", (runs, self.tiling.points, gw.shape[0], gw.shape[1]))
+        # each group's sum, added in order (whichever thread computed it): the same result every time
+        groups = sum(map(len, passes[0][0]))
+        partial = self.op.temp("wino_du", (groups, self.tiling.points, gw.shape[0], gw.shape[1]))
         for extra in partial[1:]:  # summed in place: no temporary of the transformed filters' size
             partial[0] += extra
         filter_gradient(partial[0], gw, self.tiling.filters)
 
     def _weight_gradient(self, x, dy, gw) -> tuple[list, Callable]:
-        """The weight-gradient pass, prepared: each run of tiles sums, over its tiles and samples,
-        (A dY At) (x) V as one GEMM per tile point into its own row of "wino_du"; backward adds the
-        rows and maps the sum back with Gt . G into gw (K, C, 3, 3)."""
+        """The weight-gradient pass, prepared: its plan hands out groups of consecutive runs of tiles
+        (spec/workspace.py winograd_sums); each group sums, over its tiles and samples, (A dY At) (x) V as one
+        GEMM per tile point and run into its own row of "wino_du"; backward adds the rows in order and
+        maps the sum back with Gt . G into gw (K, C, 3, 3)."""
         K, ho, wo, N = dy.shape
         tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
@@ -434,15 +435,27 @@ class Winograd:
             even[:, :ho, :wo] = dy
             dy = even
         plan, most = self._plan(th * tw, C + K, N)
-        partial = self.op.temp("wino_du", (sum(map(len, plan)), tiling.points, K, C))
+        runs = [run for share in plan for run in share]
+        count = winograd_sums(len(runs), tiling.points * K * C, workers())
+        groups = [runs[len(runs) * g // count : len(runs) * (g + 1) // count] for g in range(count)]
+        threads = min(len(plan), count)
+        shares = [groups[count * i // threads : count * (i + 1) // threads] for i in range(threads)]
+        partial = self.op.temp("wino_du", (count, tiling.points, K, C))
+        if count < len(runs):
+            product = self.op.temp("wino_du_product", (threads, tiling.points, K, C))
 
         def work(worker, claims):
             tiles, products = self._buffers(worker, C, K, most, N)
-            for index, (t0, t1) in claims:
-                v = self._chunk(tiles, C, t1 - t0, N)
-                prod = self._chunk(products, K, t1 - t0, N)
-                tiling.input_transform(x, pt, pl, t0, t1, tw, v)
-                tiling.gradient_transform(dy, t0, t1, tw, prod)
-                np.matmul(prod, v.transpose(0, 2, 1), out=partial[index])
+            for index, group in claims:
+                for i, (t0, t1) in enumerate(group):
+                    v = self._chunk(tiles, C, t1 - t0, N)
+                    prod = self._chunk(products, K, t1 - t0, N)
+                    tiling.input_transform(x, pt, pl, t0, t1, tw, v)
+                    tiling.gradient_transform(dy, t0, t1, tw, prod)
+                    if i == 0:
+                        np.matmul(prod, v.transpose(0, 2, 1), out=partial[index])
+                    else:
+                        np.matmul(prod, v.transpose(0, 2, 1), out=product[worker])
+                        partial[index] += product[worker]
 
-        return plan, work
+        return shares, work

@@ -100,7 +100,7 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
 
 def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad: bool) -> LayerMemory:
     """F(m x m, 3x3) (cnncli/ops/winograd.py): per pass the transformed filters and each worker's
-    input and product tiles; the weight gradient adds a sum per run of tiles (and dy cut to whole tiles)."""
+    input and product tiles; the weight gradient adds a sum per group of runs of tiles (and dy cut to whole tiles)."""
     n = ctx.batch
     size = ws.winograd_tile_size(ho, wo)
     points = ws.winograd_points(size)
@@ -119,7 +119,10 @@ def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad:
     if ctx.backward:
         if (ho, wo) != (size * th, size * tw):
             m.need("wino_dy_even", k * size * th * size * tw * n)
-        m.need("wino_du", runs * points * k * c)
+        sums = ws.winograd_sums(runs, points * k * c, ctx.workers)
+        m.need("wino_du", sums * points * k * c)
+        if sums < runs:  # a group of several runs: each thread's GEMM result before it is added
+            m.need("wino_du_product", min(ctx.workers, sums) * points * k * c)
     if input_grad:
         m.need("wino_flipped", k * c * 9)  # the filters flipped and transposed
         convolve(k, c, h, w)

@@ -115,6 +115,19 @@ def winograd_chunk(m: int, channels: int, batch: int) -> int:
     return max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1))
 
 
+# The Winograd weight gradient keeps a sum per group of tile runs, added in order at the end (the
+# same result whichever thread took which group). Groups of one run each, as long as their sums
+# stay within 8 MiB of float32 together; past that (wide layers on large images), one group per
+# worker, as the workers' own sums would be.
+WINOGRAD_SUM_VALUES = 1 << 21
+
+
+def winograd_sums(runs: int, values: int, workers: int) -> int:
+    """How many groups the Winograd weight gradient sums `runs` runs of tiles in, for a weight
+    gradient of `values` transformed values (tile points x filters x channels)."""
+    return max(1, min(runs, max(workers, WINOGRAD_SUM_VALUES // max(values, 1))))
+
+
 def winograd_plan(tiles: int, m: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
     """Chunks of tiles for the workers: (the plan, tiles in its longest run)."""
     chunk = winograd_chunk(m, channels, batch)
