@@ -438,11 +438,11 @@ class Winograd:
         runs = [run for share in plan for run in share]
         count = winograd_sums(len(runs), tiling.points * K * C, workers())
         groups = [runs[len(runs) * g // count : len(runs) * (g + 1) // count] for g in range(count)]
-        threads = min(len(plan), count)
-        shares = [groups[count * i // threads : count * (i + 1) // threads] for i in range(threads)]
+        sharers = min(len(plan), count)
+        shares = [groups[count * i // sharers : count * (i + 1) // sharers] for i in range(sharers)]
         partial = self.op.temp("wino_du", (count, tiling.points, K, C))
-        if count < len(runs):
-            product = self.op.temp("wino_du_product", (threads, tiling.points, K, C))
+        if count < len(runs):  # groups of several runs (never fewer groups than workers then)
+            product = self.op.temp("wino_du_product", (workers(), tiling.points, K, C))
 
         def work(worker, claims):
             tiles, products = self._buffers(worker, C, K, most, N)

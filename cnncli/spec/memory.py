@@ -122,7 +122,7 @@ def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad:
         sums = ws.winograd_sums(runs, points * k * c, ctx.workers)
         m.need("wino_du", sums * points * k * c)
         if sums < runs:  # a group of several runs: each thread's GEMM result before it is added
-            m.need("wino_du_product", min(ctx.workers, sums) * points * k * c)
+            m.need("wino_du_product", ctx.workers * points * k * c)
     if input_grad:
         m.need("wino_flipped", k * c * 9)  # the filters flipped and transposed
         convolve(k, c, h, w)
