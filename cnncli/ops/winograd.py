@@ -400,7 +400,8 @@ class Winograd:
     def backward(self, x, dy, w, gw, dx=None) -> None:
         """The weight gradient gw and, when dx is given, the input gradient, in one parallel pass:
         the workers are started once for both."""
-        passes = [self._weight_gradient(x, dy, gw)]
+        weight_plan, weight_work, partial = self._weight_gradient(x, dy)
+        passes = [(weight_plan, weight_work)]
         if dx is not None:
             # dx = dy correlated with the filters flipped and transposed, padded by 2 - p on each side
             flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], 3, 3))
@@ -413,17 +414,15 @@ class Winograd:
 
         run_claimed(work, *(plan for plan, _ in passes))
         # each group's sum, added in order (whichever thread computed it): the same result every time
-        groups = sum(map(len, passes[0][0]))
-        partial = self.op.temp("wino_du", (groups, self.tiling.points, gw.shape[0], gw.shape[1]))
         for extra in partial[1:]:  # summed in place: no temporary of the transformed filters' size
             partial[0] += extra
         filter_gradient(partial[0], gw, self.tiling.filters)
 
-    def _weight_gradient(self, x, dy, gw) -> tuple[list, Callable]:
-        """The weight-gradient pass, prepared: its plan hands out groups of consecutive runs of tiles
-        (spec/workspace.py winograd_sums); each group sums, over its tiles and samples, (A dY At) (x) V as one
-        GEMM per tile point and run into its own row of "wino_du"; backward adds the rows in order and
-        maps the sum back with Gt . G into gw (K, C, 3, 3)."""
+    def _weight_gradient(self, x, dy) -> tuple[list, Callable, np.ndarray]:
+        """The weight-gradient pass, prepared: (its plan, its work, the sums it fills). The plan hands
+        out groups of consecutive runs of tiles (spec/workspace.py winograd_sums); each group sums,
+        over its tiles and samples, (A dY At) (x) V as one GEMM per tile point and run into its own
+        row of the sums; backward adds the rows in order and maps the total back with Gt . G into gw."""
         K, ho, wo, N = dy.shape
         tiling, m = self.tiling, self.tiling.size
         th, tw = self._tiles(ho, wo)
@@ -458,4 +457,4 @@ class Winograd:
                         np.matmul(prod, v.transpose(0, 2, 1), out=product[worker])
                         partial[index] += product[worker]
 
-        return shares, work
+        return shares, work, partial
