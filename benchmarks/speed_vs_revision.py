@@ -31,6 +31,11 @@ FIRST_VERSION = "4fa2f43"
 NETWORKS = ["fashion-tutorial:64", "fashion-tutorial:256", "lenet-5:64"]
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def worker(tree: Path, threads: int) -> None:
     """Answer 'network batch steps' lines on stdin with 'train_seconds infer_seconds' per step,
     running the engine of `tree` as that tree's own speed benchmark builds it."""
@@ -38,7 +43,7 @@ def worker(tree: Path, threads: int) -> None:
     import cnncli
 
     if not Path(cnncli.__file__).resolve().is_relative_to(tree.resolve()):
-        sys.exit(f"error: the worker for {tree} imported cnncli from {cnncli.__file__}")
+        fail(f"the worker for {tree} imported cnncli from {cnncli.__file__}")
     import speed_vs_pytorch as recipe
     from cnncli.ops.threads import set_threads
 
@@ -67,7 +72,7 @@ def extract(revision: str, into: Path) -> str:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{revision}^{{commit}}"],
                             capture_output=True, text=True)
     if commit.returncode:
-        sys.exit(f"error: {revision!r} is not a commit of {ROOT} (a shallow clone lacks old revisions: git fetch --unshallow)")
+        fail(f"{revision!r} is not a commit of {ROOT} (a shallow clone lacks old revisions: git fetch --unshallow)")
     archive = into / "base.tar"
     subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "-o", str(archive), commit.stdout.strip()], check=True)
     with tarfile.open(archive) as tar:
@@ -100,7 +105,7 @@ def main() -> None:
     for item in args.networks:
         name, _, batch = item.partition(":")
         if not batch.isdigit() or not (ROOT / "architectures" / f"{name}.yaml").is_file():
-            sys.exit(f"error: --networks {item!r}: give a shipped network and a batch size, e.g. lenet-5:64")
+            fail(f"--networks {item!r}: give a shipped network and a batch size, e.g. lenet-5:64")
         runs.append((name, int(batch)))
 
     with tempfile.TemporaryDirectory(prefix="cnncli-base-") as scratch:
@@ -116,7 +121,7 @@ def main() -> None:
             proc.stdin.flush()
             reply = proc.stdout.readline().split()
             if len(reply) != 2:
-                sys.exit(f"error: the {side} worker ({threads} threads) stopped on {name}; its message is above")
+                fail(f"the {side} worker ({threads} threads) stopped on {name}; its message is above")
             return float(reply[0]), float(reply[1])
 
         machine = cpu()

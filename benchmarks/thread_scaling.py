@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnncli import losses, optim  # noqa: E402
+from cnncli.errors import UserError  # noqa: E402
 from cnncli.model import Model  # noqa: E402
 from cnncli.ops import threads  # noqa: E402
 from cnncli.spec import load  # noqa: E402
@@ -39,7 +40,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternations of the two modes")
     args = parser.parse_args()
 
-    spec = load(resolve(args.network))
+    try:
+        spec = load(resolve(args.network))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(*spec.input, args.batch)).astype(np.float32)
     y = rng.integers(0, spec.classes, args.batch)
