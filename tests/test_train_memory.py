@@ -23,8 +23,8 @@ def train(spec, batch: int, steps: int = 2):
     return model, step
 
 
-# Together these use every layer kind, each fusion, both conv paths (im2col, 1x1, grouped, Winograd
-# F(2x2) and F(4x4) with whole and cut tiles), a final softmax, a regression loss and layers that
+# Together these use every layer kind, each fusion, every conv path (im2col, 1x1, grouped, direct with
+# and without padding, Winograd F(2x2) and F(4x4) with whole and cut tiles), a final softmax, a regression loss and layers that
 # read the network's input (no input gradient).
 NETWORKS = [
     "input: 3x9x9\nclasses: 4\nnet: conv k=4 f=3 p=1 -> bn -> relu -> conv k=6 f=3 s=2 p=1 -> bn -> relu6 -> "
@@ -65,19 +65,19 @@ def test_every_layer_holds_what_the_estimate_counts(monkeypatch, text, workers, 
 def test_workspace_and_gradients_are_shared_not_summed_over_layers(monkeypatch):
     """Four equal convs need one conv's temporaries and, in a chain, two gradient slots taking turns."""
     monkeypatch.setattr(threads, "_threads", 2)
-    conv = "conv k=4 f=3 d=2 p=2"  # dilated: the im2col path
-    one = loads(f"input: 4x6x6\nclasses: 2\nnet: {conv} -> {conv} -> fc 2\n")
-    three = loads(f"input: 4x6x6\nclasses: 2\nnet: {conv} -> {conv} -> {conv} -> {conv} -> fc 2\n")
+    conv = "conv k=40 f=3 d=2 p=2"  # dilated (not Winograd), 40 filters on 40 channels (not direct): im2col
+    one = loads(f"input: 40x6x6\nclasses: 2\nnet: {conv} -> {conv} -> fc 2\n")
+    three = loads(f"input: 40x6x6\nclasses: 2\nnet: {conv} -> {conv} -> {conv} -> {conv} -> fc 2\n")
     small, _ = train(one, 8)
     big, _ = train(three, 8)
     assert big.workspace.sizes() == small.workspace.sizes() == memory.shared_workspace(memory.layers(three, 8, 2))
     assert {"cols0", "cols1", "dcols0", "dcols1", "dx1"} <= small.workspace.sizes().keys()
     assert all(op._scratch.keys() == {"out"} for op in big.ops)  # gradients live in the model's slots
     grown = three.memory(8, 2)["total"] - one.memory(8, 2)["total"]
-    params = 4 * 4 * 9 + 4
+    params = 40 * 40 * 9 + 40
     # two more convs: weights, gradients and Adam's two moments, and an output each; nothing else grows
-    assert grown == 2 * (4 * params * 4 + 4 * 36 * 8 * 4)
-    assert big.gradient_space.sizes() == small.gradient_space.sizes() == {"slot0": 4 * 36 * 8 * 4, "slot1": 4 * 36 * 8 * 4}
+    assert grown == 2 * (4 * params * 4 + 40 * 36 * 8 * 4)
+    assert big.gradient_space.sizes() == small.gradient_space.sizes() == {"slot0": 40 * 36 * 8 * 4, "slot1": 40 * 36 * 8 * 4}
 
 
 def test_estimate_is_within_ten_percent_of_what_resnet20_allocates_at_batch_64():

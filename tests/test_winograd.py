@@ -25,8 +25,8 @@ def pair(chain: str, input: str, dtype=np.float64, seed: int = 2, size: int | No
             op.winograd = winograd.Winograd(op, size)
     assert any(getattr(op, "winograd", None) is not None for op in fast.ops)
     for op in plain.ops:
-        if getattr(op, "winograd", None) is not None:
-            op.winograd = None
+        if isinstance(op, ConvOp):
+            op.winograd = op.direct = None
     return fast, plain
 
 
@@ -198,7 +198,8 @@ def test_which_convs_use_winograd():
 
 
 @pytest.mark.parametrize("chain,input", [
-    ("conv k=4 f=3 p=1 bias=false -> bn -> relu -> conv k=3 f=3 s=2 p=1 -> bn -> fc 3", "2x8x8"),  # winograd, im2col
+    ("conv k=4 f=3 p=1 bias=false -> bn -> relu -> conv k=3 f=3 s=2 p=1 -> bn -> fc 3", "4x8x8"),  # winograd, im2col
+    ("conv k=4 f=5 p=2 -> bn -> relu6 -> conv k=3 f=3 p=1 -> bn -> relu -> fc 3", "1x8x8"),  # direct, winograd
     ("conv k=4 f=1 -> bn -> relu6 -> conv f=3 p=1 g=dw -> bn -> relu6 -> gap", "3x6x6"),  # pointwise, depthwise
     ("conv k=4 f=3 p=1 -> bn -> relu -> pool 2 -> conv k=2 f=5 p=2 -> bn -> relu", "2x8x8"),  # bn+pool is not folded
 ])

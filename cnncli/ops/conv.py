@@ -1,6 +1,7 @@
-"""Convolution. 3x3 stride 1: Winograd F(2x2, 3x3) (winograd.py). Other shapes with g=1: im2col +
-BLAS GEMM on chunks of output positions small enough to stay in cache, the chunks shared among
-worker threads. For groups and depthwise: direct Numba kernels."""
+"""Convolution. 3x3 stride 1 on 4 or more channels: Winograd F(2x2, 3x3) or F(4x4, 3x3)
+(winograd.py). Other stride-1 convs with few input rows (channels x filter size) and filters: direct
+loops (direct.py). Other shapes with g=1: im2col + BLAS GEMM on chunks of output positions small enough to
+stay in cache, the chunks shared among worker threads. For groups and depthwise: direct Numba kernels."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
-from ..spec.workspace import im2col_plan, uses_winograd
+from ..spec.workspace import im2col_plan, uses_direct, uses_winograd
+from .direct import Direct
 from .merge import add_arrays
 from .threads import parallel, run_parallel, workers
 from .winograd import Winograd
@@ -208,6 +210,7 @@ class ConvOp(Op):
         self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
         winograd = uses_winograd(window.kernel, window.stride, window.dilation, self.groups, self.cin)
         self.winograd = Winograd(self) if winograd else None
+        self.direct = Direct(self) if uses_direct(window, self.groups, self.cin, self.filters) else None
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.cin // self.groups, self.fh, self.fw)}
@@ -242,8 +245,9 @@ class ConvOp(Op):
             parallel(grouped_forward, self.filters, x, w, b, bias is not None, self.groups, *self.geometry, out)
             activate(out, act)
             return out
-        if self.winograd is not None:
-            self.winograd.forward(x, w, bias, out, act)
+        passes = self.winograd or self.direct
+        if passes is not None:
+            passes.forward(x, w, bias, out, act)
             return out
         w2 = w.reshape(self.filters, -1)
         out2 = out.reshape(self.filters, -1)
@@ -270,9 +274,10 @@ class ConvOp(Op):
             dx = self.gradient(x.shape)
             parallel(grouped_backward_input, self.cin, w, dy, self.groups, *self.geometry, dx)
             return [dx]
-        if self.winograd is not None:
+        passes = self.winograd or self.direct
+        if passes is not None:
             dx = self.gradient(x.shape) if need[0] else None
-            self.winograd.backward(x, dy, w, gw, dx)
+            passes.backward(x, dy, w, gw, dx)
             if "bias" in self.grads:
                 np.sum(dy.reshape(self.filters, -1), axis=1, out=self.grads["bias"])
             return [dx]

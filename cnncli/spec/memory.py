@@ -80,6 +80,13 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
         return m
     if ws.uses_winograd(window.kernel, window.stride, window.dilation, groups, c):
         return _winograd_conv(m, c, h, w, k, ho, wo, ctx, input_grad)
+    if ws.uses_direct(window, groups, c, k):
+        rows, cols, _, _ = ws.direct_padding(h, w, window)
+        if (rows, cols) != (h, w):  # the zero-padded input, and in backward the padded input gradient
+            m.need("direct_x", c * rows * cols * n)
+            if input_grad:
+                m.need("direct_dx", c * rows * cols * n)
+        return m
     fh, fw = window.kernel
     rows = c * fh * fw
     pointwise = (fh, fw, window.stride, window.pad_h[0], window.pad_w[0]) == (1, 1, (1, 1), 0, 0)

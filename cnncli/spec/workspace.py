@@ -65,6 +65,40 @@ def im2col_plan(rows: int, positions: int, batch: int, workers: int) -> tuple[li
     return split_work(positions, chunk, workers), split_extent(positions, chunk, workers)[1]
 
 
+# Direct convolution (cnncli/ops/direct.py) for stride-1 convs with at most this many input rows
+# (channels x filter height x width) and filters: the first conv of an image network and other small
+# ones. Measured per layer with `cnn bench` against im2col: 1.3-2x faster for 6 and 16 filters on 1-6
+# channels (LeNet-5, the tutorial net, ResNet-20's first conv), 1.2x slower for 64 filters (VGG's first).
+DIRECT_MOST_ROWS = 160
+DIRECT_MOST_FILTERS = 32
+
+# A direct pass is split among the workers only when each gets at least this many multiply-adds
+# (about 50 microseconds of work): below it, waking a second thread costs more than it saves.
+DIRECT_SPLIT_MACS = 1 << 19
+
+
+def uses_direct(window, groups: int, channels: int, filters: int) -> bool:
+    """Whether the engine runs a conv directly rather than with im2col + GEMM: stride 1, no groups,
+    not 1x1 unpadded (its input already is the GEMM's matrix), not Winograd, and few input rows and
+    filters, where a GEMM runs far below its speed (see cnncli/ops/direct.py)."""
+    fh, fw = window.kernel
+    pointwise = (fh, fw, window.pad_h[0], window.pad_w[0]) == (1, 1, 0, 0)
+    return (tuple(window.stride) == (1, 1) and groups == 1 and not pointwise
+            and not uses_winograd(window.kernel, window.stride, window.dilation, groups, channels)
+            and channels * fh * fw <= DIRECT_MOST_ROWS and filters <= DIRECT_MOST_FILTERS)
+
+
+def direct_padding(height: int, width: int, window) -> tuple[int, int, int, int]:
+    """(rows, columns, top, left) of the zero-padded input copy a direct conv reads."""
+    return height + sum(window.pad_h), width + sum(window.pad_w), window.pad_h[0], window.pad_w[0]
+
+
+def direct_grain(macs: int) -> int:
+    """The fewest units of a direct pass (output rows, filter taps, input channels) a worker gets,
+    each unit `macs` multiply-adds: enough work to be worth a thread."""
+    return -(-DIRECT_SPLIT_MACS // max(macs, 1))
+
+
 # Winograd F(m x m, 3x3), m = 2 or 4: transformed-tile values per worker chunk (input and product
 # tiles together), 2 MiB of float32.
 WINOGRAD_CHUNK_VALUES = 1 << 19
