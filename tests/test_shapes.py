@@ -68,20 +68,31 @@ def test_receptive_field_of_vgg_stack():
 
 
 def test_memory_estimate_formula():
-    """Counted by hand for batch 10 and two threads: a 3x3 conv on a one-channel 4x4 input (im2col: a
-    Winograd conv needs 4 input channels to pay off), then fc 3, mse loss."""
-    spec = net("conv k=2 f=3 p=1 -> fc 3", input="1x4x4")
-    params = (9 * 2 + 2) + (32 * 3 + 3)
+    """Counted by hand for batch 10 and two threads: a 3x3 conv with 40 filters on a one-channel 4x4
+    input (im2col: a Winograd conv needs 4 input channels to pay off, a direct one at most 32 filters),
+    then fc 3, mse loss."""
+    spec = net("conv k=40 f=3 p=1 -> fc 3", input="1x4x4")
+    params = (9 * 40 + 40) + (40 * 16 * 3 + 3)
     mem = spec.memory(batch=10, workers=2)
     assert mem["weights"] == mem["gradients"] == 4 * params
     assert mem["optimizer_state"] == 2 * 4 * params  # adam: two moments
-    assert mem["activations"] == 4 * 10 * (2 * 16 + 3)  # the outputs
+    assert mem["activations"] == 4 * 10 * (40 * 16 + 3)  # the outputs
     # fc's input gradient (the conv reads the network's input: none for it) and the loss's gradient
-    assert mem["activation_gradients"] == 4 * 10 * (2 * 16 + 3)
+    assert mem["activation_gradients"] == 4 * 10 * (40 * 16 + 3)
     # each thread's columns for its 8 of the 16 output positions (9 rows x 8 positions x 10 samples),
-    # the weight gradient's per-thread sums and products (9 x 2 each)
-    assert mem["workspace"] == 4 * (2 * 9 * 8 * 10 + 2 * 2 * 9 * 2)
-    assert mem["total"] == 4 * params * 4 + 2 * 4 * 10 * 35 + 4 * 1512
+    # the weight gradient's per-thread sums and products (9 x 40 each)
+    assert mem["workspace"] == 4 * (2 * 9 * 8 * 10 + 2 * 2 * 9 * 40)
+    assert mem["total"] == 4 * params * 4 + 2 * 4 * 10 * 643 + mem["workspace"]
+
+
+def test_memory_estimate_formula_of_a_direct_conv():
+    """The same with 2 filters: a direct conv, whose only temporary is its input with the padding
+    around it (1 x 6 x 6 x 10 values); it computes no input gradient (it reads the network's input)."""
+    spec = net("conv k=2 f=3 p=1 -> fc 3", input="1x4x4")
+    params = (9 * 2 + 2) + (32 * 3 + 3)
+    mem = spec.memory(batch=10, workers=2)
+    assert mem["workspace"] == 4 * 6 * 6 * 10
+    assert mem["total"] == 4 * params * 4 + 2 * 4 * 10 * 35 + 4 * 360
 
 
 def test_summary_json_structure():

@@ -48,7 +48,7 @@ def pad_into(x, top, left, xp):
 
 
 @kernel
-def tap_offsets(C, Hp, Wp, N, fh, fw, dh, dw):
+def tap_offsets(C, Hp, Wp, N, fh, fw, dil_h, dil_w):
     """Where each tap (c, i, j), in filter order, starts in a padded CHWN input, counted from the
     window of output row 0, column 0."""
     offsets = np.empty(C * fh * fw, np.int64)
@@ -56,18 +56,18 @@ def tap_offsets(C, Hp, Wp, N, fh, fw, dh, dw):
     for c in range(C):
         for i in range(fh):
             for j in range(fw):
-                offsets[t] = ((c * Hp + i * dh) * Wp + j * dw) * N
+                offsets[t] = ((c * Hp + i * dil_h) * Wp + j * dil_w) * N
                 t += 1
     return offsets
 
 
 @kernel
-def forward_rows(lo, hi, xp, w2, b, offsets, act, out):
+def forward_rows(lo, hi, xp, filters, b, offsets, act, out):
     """Output rows lo..hi-1, row r = (k, oh) of out (K, ho, wo, N): b[k] plus each tap's weight
-    w2[k, t] times its span of the padded input xp, then the activation `act`."""
+    filters[k, t] times its span of the padded input xp, then the activation `act`."""
     K, ho, wo, N = out.shape
     Wp = xp.shape[2]
-    taps = w2.shape[1]
+    taps = filters.shape[1]
     src, dst = xp.reshape(-1), out.reshape(-1)
     span = wo * N
     for r in range(lo, hi):
@@ -79,16 +79,16 @@ def forward_rows(lo, hi, xp, w2, b, offsets, act, out):
             o[q] = bias
         t = 0
         while t + 4 <= taps:
-            w0, w1, w2_, w3 = w2[k, t], w2[k, t + 1], w2[k, t + 2], w2[k, t + 3]
+            w0, w1, w2, w3 = filters[k, t], filters[k, t + 1], filters[k, t + 2], filters[k, t + 3]
             a0 = src[start + offsets[t] : start + offsets[t] + span]
             a1 = src[start + offsets[t + 1] : start + offsets[t + 1] + span]
             a2 = src[start + offsets[t + 2] : start + offsets[t + 2] + span]
             a3 = src[start + offsets[t + 3] : start + offsets[t + 3] + span]
             for q in range(span):
-                o[q] += w0 * a0[q] + w1 * a1[q] + w2_ * a2[q] + w3 * a3[q]
+                o[q] += w0 * a0[q] + w1 * a1[q] + w2 * a2[q] + w3 * a3[q]
             t += 4
         while t < taps:
-            w0 = w2[k, t]
+            w0 = filters[k, t]
             a0 = src[start + offsets[t] : start + offsets[t] + span]
             for q in range(span):
                 o[q] += w0 * a0[q]
@@ -140,7 +140,7 @@ def weight_gradient_taps(lo, hi, xp, dy, offsets, gw2):
 
 
 @kernel
-def input_gradient_channels(lo, hi, dy, w, dh, dw, dxp):
+def input_gradient_channels(lo, hi, dy, w, dil_h, dil_w, dxp):
     """Channels lo..hi-1 of the padded input gradient dxp (C, Hp, Wp, N): every output row k, oh of
     dy adds, for each tap (i, j), w[k, c, i, j] times that row into the span of dxp the tap read in
     forward; four filters per pass over a span."""
@@ -156,7 +156,7 @@ def input_gradient_channels(lo, hi, dy, w, dh, dw, dxp):
         for oh in range(ho):
             for i in range(fh):
                 for j in range(fw):
-                    start = ((oh + i * dh) * Wp + j * dw) * N
+                    start = ((oh + i * dil_h) * Wp + j * dil_w) * N
                     o = plane[start : start + span]
                     k = 0
                     while k + 4 <= K:
@@ -182,7 +182,7 @@ class Direct:
 
     def __init__(self, op):
         self.op, self.window = op, op.node.info.window
-        (self.fh, self.fw), (self.dh, self.dw) = self.window.kernel, self.window.dilation
+        (self.fh, self.fw), (self.dil_h, self.dil_w) = self.window.kernel, self.window.dilation
 
     def _input(self, x: np.ndarray) -> np.ndarray:
         """x with the conv's zero padding around it: x itself when the conv has none."""
@@ -196,13 +196,13 @@ class Direct:
 
     def _offsets(self, xp: np.ndarray) -> np.ndarray:
         C, Hp, Wp, N = xp.shape
-        return tap_offsets(C, Hp, Wp, N, self.fh, self.fw, self.dh, self.dw)
+        return tap_offsets(C, Hp, Wp, N, self.fh, self.fw, self.dil_h, self.dil_w)
 
-    def _rows(self, xp, w2, b, act, out) -> None:
-        """out = the correlation of the padded xp with the filters w2 (K, taps), plus b, then act."""
+    def _rows(self, xp, filters, b, act, out) -> None:
+        """out = the correlation of the padded xp with filters (K, taps), plus b, then act."""
         K, ho, wo, N = out.shape
-        grain = direct_grain(w2.shape[1] * wo * N)
-        parallel(forward_rows, K * ho, xp, w2, b, self._offsets(xp), act, out, grain=grain)
+        grain = direct_grain(filters.shape[1] * wo * N)
+        parallel(forward_rows, K * ho, xp, filters, b, self._offsets(xp), act, out, grain=grain)
 
     def forward(self, x, w, bias, out, act: int = NO_ACT) -> None:
         b = bias if bias is not None else np.zeros(out.shape[0], out.dtype)
@@ -222,6 +222,6 @@ class Direct:
         rows, cols, top, left = direct_padding(H, W, self.window)
         dxp = dx if (rows, cols) == (H, W) else self.op.temp("direct_dx", (C, rows, cols, N))
         grain = direct_grain(K * self.fh * self.fw * ho * wo * N)
-        parallel(input_gradient_channels, C, dy, w, self.dh, self.dw, dxp, grain=grain)
+        parallel(input_gradient_channels, C, dy, w, self.dil_h, self.dil_w, dxp, grain=grain)
         if dxp is not dx:
             pad_into(dxp, -top, -left, dx)  # the padding's rows and columns cut off
