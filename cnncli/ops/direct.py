@@ -21,6 +21,7 @@ from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
 from .threads import parallel
 
+
 @kernel
 def pad_into(x, top, left, xp):
     """xp[c, r, s] = x[c, r - top, s - left] where that lies inside x, else 0 (CHWN; top and left may
