@@ -22,50 +22,27 @@ from .pool import NO_ACT, RELU, RELU6
 from .threads import parallel
 
 
-@kernel
-def pad_into(x, top, left, xp):
+def pad_into(x: np.ndarray, top: int, left: int, xp: np.ndarray) -> None:
     """xp[c, r, s] = x[c, r - top, s - left] where that lies inside x, else 0 (CHWN; top and left may
-    be negative, which crops)."""
-    C, H, W, N = x.shape
-    Hp, Wp = xp.shape[1], xp.shape[2]
-    src, dst = x.reshape(-1), xp.reshape(-1)
-    s0, s1 = max(0, left), min(Wp, W + left)  # the columns of xp that come from x
-    for c in range(C):
-        for r in range(Hp):
-            out = dst[(c * Hp + r) * Wp * N : (c * Hp + r + 1) * Wp * N]
-            ih = r - top
-            if ih < 0 or ih >= H or s0 >= s1:
-                for q in range(Wp * N):
-                    out[q] = 0
-                continue
-            for q in range(s0 * N):
-                out[q] = 0
-            row = src[((c * H + ih) * W + s0 - left) * N : ((c * H + ih) * W + s1 - left) * N]
-            part = out[s0 * N : s1 * N]
-            for q in range((s1 - s0) * N):
-                part[q] = row[q]
-            for q in range(s1 * N, Wp * N):
-                out[q] = 0
-
-
-@kernel
-def tap_offsets(C, Hp, Wp, N, fh, fw, dil_h, dil_w):
-    """Where each tap (c, i, j), in filter order, starts in a padded CHWN input, counted from the
-    window of output row 0, column 0."""
-    offsets = np.empty(C * fh * fw, np.int64)
-    t = 0
-    for c in range(C):
-        for i in range(fh):
-            for j in range(fw):
-                offsets[t] = ((c * Hp + i * dil_h) * Wp + j * dil_w) * N
-                t += 1
-    return offsets
+    be negative, which crops). NumPy copies, not a kernel: nothing to compile on a cold start."""
+    _, H, W, _ = x.shape
+    _, Hp, Wp, _ = xp.shape
+    r0, r1 = min(max(top, 0), Hp), max(min(Hp, H + top), 0)  # the rows and columns of xp that come from x
+    s0, s1 = min(max(left, 0), Wp), max(min(Wp, W + left), 0)
+    xp[:, :r0] = 0
+    xp[:, max(r1, r0):] = 0
+    if r0 < r1:
+        xp[:, r0:r1, :s0] = 0
+        xp[:, r0:r1, max(s1, s0):] = 0
+        if s0 < s1:
+            xp[:, r0:r1, s0:s1] = x[:, r0 - top : r1 - top, s0 - left : s1 - left]
 
 
 @kernel
 def forward_rows(lo, hi, xp, filters, b, offsets, act, out):
     """Output rows lo..hi-1, row r = (k, oh) of out (K, ho, wo, N): b[k] plus each tap's weight
-    filters[k, t] times its span of the padded input xp, then the activation `act`."""
+    filters[k, t] times its span of the padded input xp, four taps per pass over the row, then the
+    activation `act`."""
     K, ho, wo, N = out.shape
     Wp = xp.shape[2]
     taps = filters.shape[1]
@@ -105,7 +82,7 @@ def forward_rows(lo, hi, xp, filters, b, offsets, act, out):
 @kernel
 def weight_gradient_taps(lo, hi, xp, dy, offsets, gw2):
     """gw2[k, t] for the (filter, tap) pairs lo..hi-1 of k * taps + t: the sum over output rows of
-    dy's row k times tap t's span of the padded input xp."""
+    dy's row k times tap t's span of the padded input xp, four taps per pass over the rows."""
     K, ho, wo, N = dy.shape
     Wp = xp.shape[2]
     taps = gw2.shape[1]
@@ -177,6 +154,14 @@ def input_gradient_channels(lo, hi, dy, w, dil_h, dil_w, dxp):
                         k += 1
 
 
+def tap_offsets(xp: np.ndarray, fh: int, fw: int, dil_h: int, dil_w: int) -> np.ndarray:
+    """Where each tap (c, i, j), in filter order, starts in the padded CHWN input xp, counted from
+    the window of output row 0, column 0."""
+    C, Hp, Wp, N = xp.shape
+    rows = np.arange(C)[:, None] * Hp + np.arange(fh)[None, :] * dil_h  # (c, i): the row of xp
+    return ((rows[:, :, None] * Wp + np.arange(fw) * dil_w) * N).reshape(-1)
+
+
 class Direct:
     """The direct passes of one conv op (stride 1, no groups); the padded copies of the input and of
     the input gradient live only during one pass, on the model's shared workspace."""
@@ -196,8 +181,7 @@ class Direct:
         return xp
 
     def _offsets(self, xp: np.ndarray) -> np.ndarray:
-        C, Hp, Wp, N = xp.shape
-        return tap_offsets(C, Hp, Wp, N, self.fh, self.fw, self.dil_h, self.dil_w)
+        return tap_offsets(xp, self.fh, self.fw, self.dil_h, self.dil_w)
 
     def _rows(self, xp, filters, b, act, out) -> None:
         """out = the correlation of the padded xp with filters (K, taps), plus b, then act."""
