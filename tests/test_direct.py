@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnncli.layers.conv import Conv
 from cnncli.model import Model
 from cnncli.ops import direct, threads
 from cnncli.ops.conv import ConvOp
@@ -107,7 +108,7 @@ def test_which_convs_run_directly():
     first (64 filters), strided, 1x1 or Winograd convs."""
     def direct_convs(name):
         spec = load(ARCHITECTURES / f"{name}.yaml")
-        return [n.name for n in spec.nodes if n.kind.__name__ == "Conv"
+        return [n.name for n in spec.nodes if n.kind is Conv
                 and workspace.uses_direct(n.info.window, n.info.groups, n.in_shapes[0][0], n.shape[0])]
     assert direct_convs("lenet-5") == ["conv1", "conv2"]
     assert direct_convs("fashion-tutorial") == ["conv1"]
