@@ -26,7 +26,7 @@ def run(m: Model, x, dy=None):
     return y, dx, {k: v.copy() for k, v in m.grads().items()}, dy
 
 
-CHAINS = [  # 25, 50 and 27 taps: every remainder of the four-at-a-time loops
+CHAINS = [  # taps per filter 25, 150, 50, 27 and 48, filters 5, 3 and 2: every remainder of the four-at-a-time loops
     ("conv k=6 f=5 -> tanh -> avgpool 2 -> conv k=5 f=5 -> tanh -> fc 3", "1x16x16", ["direct", "direct"]),
     ("conv k=4 f=5 p=2 -> relu -> conv k=3 f=3x5 p=2x1 d=2 -> fc 2", "2x9x11", ["direct", "direct"]),
     ("conv k=5 f=3 p=same -> bn -> relu -> conv k=3 f=4 p=same bias=false -> fc 2", "3x8x7", ["direct", "direct"]),
