@@ -12,7 +12,7 @@ from . import init
 from .base import Op
 from .jit import kernel
 from .pool import NO_ACT, RELU, RELU6
-from ..spec.workspace import im2col_plan, uses_direct, uses_winograd
+from ..spec.workspace import im2col_plan, is_pointwise, uses_direct, uses_winograd
 from .direct import Direct
 from .merge import add_arrays
 from .threads import parallel, run_parallel, workers
@@ -206,8 +206,7 @@ class ConvOp(Op):
         self.ho, self.wo = window.out
         self.geometry = (*window.stride, self.pt, self.pl, *window.dilation)  # sh, sw, pt, pl, dil_h, dil_w
         self.rows = self.cin // self.groups * self.fh * self.fw
-        # A 1x1, stride-1, unpadded conv needs no im2col: the input already is the column matrix.
-        self.pointwise = (self.fh, self.fw, window.stride, self.pt, self.pl) == (1, 1, (1, 1), 0, 0)
+        self.pointwise = is_pointwise(window)
         winograd = uses_winograd(window.kernel, window.stride, window.dilation, self.groups, self.cin)
         self.winograd = Winograd(self) if winograd else None
         self.direct = Direct(self) if uses_direct(window, self.groups, self.cin, self.filters) else None

@@ -154,9 +154,6 @@ class Claims:
         self.runs = [run for share in plan for run in share]
         self._next = itertools.count()  # shared by every thread's iterator; next() on it is atomic
 
-    def __len__(self) -> int:
-        return len(self.runs)
-
     def __iter__(self):
         for index in self._next:
             if index >= len(self.runs):

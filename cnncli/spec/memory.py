@@ -89,7 +89,7 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
         return m
     fh, fw = window.kernel
     rows = c * fh * fw
-    pointwise = (fh, fw, window.stride, window.pad_h[0], window.pad_w[0]) == (1, 1, (1, 1), 0, 0)
+    pointwise = ws.is_pointwise(window)
     count, chunk = ws.split_extent(ho * wo, ws.im2col_chunk(rows, n), ctx.workers)
     for worker in range(count if not pointwise else 0):
         m.need(f"cols{worker}", rows * chunk * n)

@@ -77,13 +77,17 @@ DIRECT_MOST_FILTERS = 32
 DIRECT_SPLIT_MACS = 1 << 19
 
 
+def is_pointwise(window) -> bool:
+    """A 1x1, stride-1, unpadded conv: its input already is the GEMM's column matrix (no im2col)."""
+    return (tuple(window.kernel), tuple(window.stride), window.pad_h[0], window.pad_w[0]) == ((1, 1), (1, 1), 0, 0)
+
+
 def uses_direct(window, groups: int, channels: int, filters: int) -> bool:
     """Whether the engine runs a conv directly rather than with im2col + GEMM: stride 1, no groups,
     not 1x1 unpadded (its input already is the GEMM's matrix), not Winograd, and few input rows and
     filters, where a GEMM runs far below its speed (see cnncli/ops/direct.py)."""
     fh, fw = window.kernel
-    pointwise = (fh, fw, window.pad_h[0], window.pad_w[0]) == (1, 1, 0, 0)
-    return (tuple(window.stride) == (1, 1) and groups == 1 and not pointwise
+    return (tuple(window.stride) == (1, 1) and groups == 1 and not is_pointwise(window)
             and not uses_winograd(window.kernel, window.stride, window.dilation, groups, channels)
             and channels * fh * fw <= DIRECT_MOST_ROWS and filters <= DIRECT_MOST_FILTERS)
 
