@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnncli.errors import UserError
@@ -9,6 +10,17 @@ from cnncli.spec import loads
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ROOT / "architectures"
+
+
+def forward_backward(model, x, dy=None):
+    """A training forward and backward of `model` on x (N, C, H, W): (output, input gradient, the
+    parameters' gradients, dy), copied, so that a later call does not overwrite them; dy random
+    unless given."""
+    y = model.forward(x, train=True).copy()
+    if dy is None:
+        dy = np.random.default_rng(1).normal(0, 1, y.shape)
+    dx = model.backward(dy, input_grad=True).copy()
+    return y, dx, {name: g.copy() for name, g in model.grads().items()}, dy
 
 
 def spec_error(text: str, file: str = "t.yaml") -> UserError:

@@ -11,19 +11,11 @@ from cnncli.model import Model
 from cnncli.ops import direct, threads
 from cnncli.ops.conv import ConvOp
 from cnncli.spec import load, loads, workspace
-from tests.helpers import ARCHITECTURES
+from tests.helpers import ARCHITECTURES, forward_backward
 
 
 def conv_paths(m: Model) -> list[str]:
     return ["winograd" if op.winograd else "direct" if op.direct else "im2col" for op in m.ops if isinstance(op, ConvOp)]
-
-
-def run(m: Model, x, dy=None):
-    y = m.forward(x, train=True).copy()
-    if dy is None:
-        dy = np.random.default_rng(1).normal(0, 1, y.shape)
-    dx = m.backward(dy, input_grad=True).copy()
-    return y, dx, {k: v.copy() for k, v in m.grads().items()}, dy
 
 
 CHAINS = [  # taps per filter 25, 150, 50, 27 and 48, filters 5, 3 and 2: every remainder of the four-at-a-time loops
@@ -47,8 +39,8 @@ def test_direct_equals_im2col_in_float64(monkeypatch, chain, input, paths, worke
             op.direct = None
     assert "direct" not in conv_paths(plain)
     x = np.random.default_rng(0).normal(0, 1, (5, *map(int, input.split("x"))))
-    y, dx, grads, dy = run(fast, x)
-    y0, dx0, grads0, _ = run(plain, x, dy)
+    y, dx, grads, dy = forward_backward(fast, x)
+    y0, dx0, grads0, _ = forward_backward(plain, x, dy)
     np.testing.assert_allclose(y, y0, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, dx0, rtol=1e-12, atol=1e-12)
     for name in grads0:
@@ -60,7 +52,7 @@ def test_float32_is_within_1e_5_of_float64():
     m32, m64 = Model(spec, np.float32, seed=1), Model(spec, np.float64, seed=1)
     assert conv_paths(m32) == ["direct", "direct"]
     x = np.random.default_rng(0).normal(0, 1, (8, 1, 28, 28))
-    for a, b in zip(run(m32, x)[:2], run(m64, x)[:2]):
+    for a, b in zip(forward_backward(m32, x)[:2], forward_backward(m64, x)[:2]):
         assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
 
 

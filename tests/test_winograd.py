@@ -12,6 +12,7 @@ from cnncli.model import Model
 from cnncli.ops.conv import ConvOp
 from cnncli.ops import threads, winograd
 from cnncli.spec import loads, workspace
+from tests.helpers import forward_backward
 
 
 def pair(chain: str, input: str, dtype=np.float64, seed: int = 2, size: int | None = None) -> tuple[Model, Model]:
@@ -28,14 +29,6 @@ def pair(chain: str, input: str, dtype=np.float64, seed: int = 2, size: int | No
         if isinstance(op, ConvOp):
             op.winograd = op.direct = None
     return fast, plain
-
-
-def run(m: Model, x, dy=None):
-    y = m.forward(x, train=True)
-    if dy is None:
-        dy = np.random.default_rng(1).normal(0, 1, y.shape)
-    dx = m.backward(dy, input_grad=True)
-    return y, dx, m.grads(), dy
 
 
 @pytest.mark.parametrize("chain,input", [
@@ -56,8 +49,8 @@ def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tile
     monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_VALUES", chunk_tiles * points * (c + k) * 3)  # `chunk_tiles` tiles of 3 samples
     monkeypatch.setattr(threads, "_threads", workers)
     x = np.random.default_rng(0).normal(0, 1, (3, *map(int, input.split("x"))))
-    y, dx, grads, dy = run(plain, x)
-    y2, dx2, grads2, _ = run(fast, x, dy)
+    y, dx, grads, dy = forward_backward(plain, x)
+    y2, dx2, grads2, _ = forward_backward(fast, x, dy)
     np.testing.assert_allclose(y2, y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx2, dx, rtol=1e-12, atol=1e-12)
     for name, g in grads.items():
@@ -74,8 +67,8 @@ def test_weight_gradient_summed_in_groups_of_runs(monkeypatch, workers):
     assert workspace.winograd_sums(16, 36 * 12, workers) == workers
     fast, plain = pair("conv k=4 f=3 p=1", "3x13x11", size=4)  # 4 x 3 tiles, 12 runs
     x = np.random.default_rng(0).normal(0, 1, (2, 3, 13, 11))
-    y, dx, grads, dy = run(plain, x)
-    y2, dx2, grads2, _ = run(fast, x, dy)
+    y, dx, grads, dy = forward_backward(plain, x)
+    y2, dx2, grads2, _ = forward_backward(fast, x, dy)
     np.testing.assert_allclose(dx2, dx, rtol=1e-12, atol=1e-12)
     for name, g in grads.items():
         np.testing.assert_allclose(grads2[name], g, rtol=1e-12, atol=1e-12, err_msg=name)
@@ -90,7 +83,7 @@ def test_results_do_not_depend_on_which_thread_took_which_tiles(monkeypatch):
     monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_VALUES", 36 * 16 * 8)  # one tile of 8 samples a run
     spec = loads("input: 8x8x8\nnet: conv k=8 f=3 p=1\n")
     x = np.random.default_rng(0).normal(0, 1, (8, 8, 8, 8)).astype(np.float32)
-    run(Model(spec, np.float32, 0), x)  # compiled (or loaded) before the timing matters
+    forward_backward(Model(spec, np.float32, 0), x)  # compiled (or loaded) before the timing matters
     results, worker_runs = [], []
     claims_of = threads.Claims.__iter__
     for late_thread in ("worker", "main"):
@@ -111,7 +104,7 @@ def test_results_do_not_depend_on_which_thread_took_which_tiles(monkeypatch):
             done[me].set()
 
         monkeypatch.setattr(threads.Claims, "__iter__", claims_late)
-        y, dx, grads, _ = run(model, x, np.random.default_rng(1).normal(0, 1, (8, 8, 8, 8)).astype(np.float32))
+        y, dx, grads, _ = forward_backward(model, x, np.random.default_rng(1).normal(0, 1, (8, 8, 8, 8)).astype(np.float32))
         results.append((y.copy(), dx.copy(), grads["conv1.weight"].copy()))
         worker_runs.append(taken[0])
     assert worker_runs[0] == 0 < worker_runs[1]  # the runs did go to different threads
@@ -127,8 +120,8 @@ def test_winograd_float32_is_within_1e_4_of_float64(size):
     for name, value in plain.params().items():
         fast.set_param(name, value)
     x = np.random.default_rng(0).normal(0, 1, (16, 64, 8, 8))
-    y, dx, grads, dy = run(plain, x)
-    y2, dx2, grads2, _ = run(fast, x.astype(np.float32), dy.astype(np.float32))
+    y, dx, grads, dy = forward_backward(plain, x)
+    y2, dx2, grads2, _ = forward_backward(fast, x.astype(np.float32), dy.astype(np.float32))
 
     def relative(a, b):
         return np.abs(a - b).max() / np.abs(b).max()
