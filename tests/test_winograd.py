@@ -1,5 +1,5 @@
-"""Winograd F(2x2, 3x3) and F(4x4, 3x3): the same convolution as im2col + GEMM, forward and both
-gradients."""
+"""Winograd F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5): the same convolution as im2col + GEMM, forward
+and both gradients."""
 
 from __future__ import annotations
 
@@ -31,21 +31,30 @@ def pair(chain: str, input: str, dtype=np.float64, seed: int = 2, size: int | No
     return fast, plain
 
 
-@pytest.mark.parametrize("chain,input", [
-    ("conv k=3 f=3 p=1", "2x8x8"),     # even output: whole tiles
-    ("conv k=4 f=3 p=1", "3x7x5"),     # odd output: the last tiles are cut
-    ("conv k=2 f=3", "2x6x9"),         # no padding
-    ("conv k=3 f=3 p=2 bias=false", "1x5x4"),  # padding 2: the input gradient needs none
-    ("conv k=5 f=3 p=same", "4x6x6"),
+@pytest.mark.parametrize("chain,input,size", [
+    ("conv k=3 f=3 p=1", "2x8x8", 2),     # even output: whole tiles
+    ("conv k=3 f=3 p=1", "2x8x8", 4),     # 8x8: whole 4x4 tiles
+    ("conv k=4 f=3 p=1", "3x7x5", 2),     # odd output: the last tiles are cut
+    ("conv k=4 f=3 p=1", "3x7x5", 4),
+    ("conv k=2 f=3", "2x6x9", 2),         # no padding
+    ("conv k=2 f=3", "2x6x9", 4),
+    ("conv k=3 f=3 p=2 bias=false", "1x5x4", 2),  # padding 2: the input gradient needs none
+    ("conv k=3 f=3 p=2 bias=false", "1x5x4", 4),
+    ("conv k=5 f=3 p=same", "4x6x6", 2),
+    ("conv k=5 f=3 p=same", "4x6x6", 4),
+    ("conv k=3 f=5 p=2", "2x8x8", 2),     # 5x5: even output
+    ("conv k=4 f=5 p=2", "3x7x5", 2),     # 5x5: odd output, cut tiles
+    ("conv k=2 f=5", "2x9x10", 2),        # 5x5 without padding: the input gradient is padded by 4
+    ("conv k=3 f=5 p=4 bias=false", "1x4x5", 2),  # padding 4: the input gradient needs none
+    ("conv k=2 f=5 p=1", "3x6x7", 2),     # padding 1: the input gradient's is 3
 ])
 @pytest.mark.parametrize("chunk_tiles", [1, 3, 1000])
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("size", [2, 4])
-def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, chunk_tiles, workers, size):
+def test_winograd_equals_im2col_in_float64(monkeypatch, chain, input, size, chunk_tiles, workers):
     c = int(input.split("x")[0])
     fast, plain = pair(chain, input, size=size)
     k = fast.ops[0].filters
-    points = winograd.TILINGS[size].points
+    points = fast.ops[0].winograd.tiling.points
     monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_VALUES", chunk_tiles * points * (c + k) * 3)  # `chunk_tiles` tiles of 3 samples
     monkeypatch.setattr(threads, "_threads", workers)
     x = np.random.default_rng(0).normal(0, 1, (3, *map(int, input.split("x"))))
@@ -112,10 +121,11 @@ def test_results_do_not_depend_on_which_thread_took_which_tiles(monkeypatch):
         assert np.array_equal(first, second)
 
 
-@pytest.mark.parametrize("size", [2, 4])
-def test_winograd_float32_is_within_1e_4_of_float64(size):
+@pytest.mark.parametrize("size,r", [(2, 3), (4, 3), (2, 5)])
+def test_winograd_float32_is_within_1e_4_of_float64(size, r):
     """Realistic magnitudes: 64 channels, He-initialised filters, unit-normal inputs, a batch of 16."""
-    chain = "conv k=64 f=3 p=1 init=he_normal -> conv k=64 f=3 p=1 init=he_normal"
+    p = r // 2
+    chain = f"conv k=64 f={r} p={p} init=he_normal -> conv k=64 f={r} p={p} init=he_normal"
     fast, plain = pair(chain, "64x8x8", np.float32, size=size)
     for name, value in plain.params().items():
         fast.set_param(name, value)
@@ -131,13 +141,14 @@ def test_winograd_float32_is_within_1e_4_of_float64(size):
         assert relative(grads2[name], g) < 1e-4, name
 
 
-@pytest.mark.parametrize("size", [2, 4])
-def test_filter_transform_and_its_adjoint(size):
+@pytest.mark.parametrize("key", sorted(winograd.TILINGS))
+def test_filter_transform_and_its_adjoint(key):
     """<transform_filters(w), du> = <w, filter_gradient(du)>: the weight gradient is the true adjoint."""
     rng = np.random.default_rng(0)
-    g = winograd.TILINGS[size].filters
-    points = winograd.TILINGS[size].points
-    w, du = rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(points, 3, 2))
+    g = winograd.TILINGS[key].filters
+    points = winograd.TILINGS[key].points
+    r = key[1]
+    w, du = rng.normal(size=(3, 2, r, r)), rng.normal(size=(points, 3, 2))
     u = winograd.transform_filters(w, np.empty((points, 3, 2)), g)
     back = np.empty_like(w)
     winograd.filter_gradient(du, back, g)
@@ -145,7 +156,7 @@ def test_filter_transform_and_its_adjoint(size):
     # a 3x3 filter that is 1 in its centre keeps its value at the 4 central tile positions
     centre = np.zeros((1, 1, 3, 3))
     centre[0, 0, 1, 1] = 1
-    u = winograd.transform_filters(centre, np.empty((16, 1, 1)), winograd.TILINGS[2].filters).reshape(4, 4)
+    u = winograd.transform_filters(centre, np.empty((16, 1, 1)), winograd.TILINGS[2, 3].filters).reshape(4, 4)
     np.testing.assert_array_equal(u, np.outer([0, 0.5, -0.5, 0], [0, 0.5, -0.5, 0]))
 
 
@@ -162,16 +173,35 @@ def test_one_dimensional_f4_by_hand():
     w[0, 0, 1] = g
     v = np.empty((36, 1, 1))
     winograd.input_transform_4(x, 0, 0, 0, 1, 1, v)
-    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[4].filters)
+    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[4, 3].filters)
     out = np.empty((1, 4, 4, 1))
     winograd.output_transform_4(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
     np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (4, 1)), atol=1e-12)
 
 
+def test_one_dimensional_f2_5x5_by_hand():
+    """F(2, 5) on one row, as test_one_dimensional_f4_by_hand: the kernels' Bt, G and At give the
+    correlation of d with a 5-tap g."""
+    d = np.array([1.0, 2.0, -1.0, 0.5, 3.0, -2.0])
+    g = np.array([0.5, -1.0, 2.0, 1.0, -0.5])
+    expected = np.array([np.dot(g, d[i : i + 5]) for i in range(2)])
+    np.testing.assert_allclose(expected, [-4.5, 7.0])  # by hand: 0.5 - 2 - 2 + 0.5 - 1.5; 1 + 1 + 1 + 3 + 1
+    x = np.tile(d, (6, 1))[None, :, :, None]  # (C=1, 6, 6, N=1), every row d
+    w = np.zeros((1, 1, 5, 5))
+    w[0, 0, 2] = g  # g in the middle row: each output is the correlation of one row of x with g
+    v = np.empty((36, 1, 1))
+    winograd.input_transform_2_5(x, 0, 0, 0, 1, 1, v)
+    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[2, 5].filters)
+    out = np.empty((1, 2, 2, 1))
+    winograd.output_transform_2_5(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
+    np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (2, 1)), atol=1e-12)
+
+
 def test_tiling_choice_keeps_the_gemms_smallest():
     """F(4x4) from 3x3 outputs up, F(2x2) on 1-2 and on 5-6 (where 2x2 tiles fit and 4x4 ones waste)."""
-    assert [winograd.tile_size(n, n) for n in range(1, 10)] == [2, 2, 4, 4, 2, 2, 4, 4, 4]
-    assert winograd.tile_size(32, 32) == 4 and winograd.tile_size(56, 2) == 2
+    assert [winograd.tile_size(n, n, 3) for n in range(1, 10)] == [2, 2, 4, 4, 2, 2, 4, 4, 4]
+    assert winograd.tile_size(32, 32, 3) == 4 and winograd.tile_size(56, 2, 3) == 2
+    assert winograd.tile_size(32, 32, 5) == 2  # the one tiling for 5x5 filters
 
 
 def test_images_with_few_channels_stay_on_im2col():
@@ -179,10 +209,27 @@ def test_images_with_few_channels_stay_on_im2col():
     assert [op.winograd is not None for op in m.ops] == [False, True]
 
 
+def test_5x5_convs_take_winograd_from_10_channels_and_a_whole_tile():
+    """LeNet-5's conv2 (6 channels) stays on the direct loops, its conv3 (a 1x1 output: 36 tile values
+    against 25 direct multiplications) on im2col; the tutorial net's conv2 (16 channels) runs F(2x2, 5x5)."""
+    def kinds(spec):
+        return [("winograd" if op.winograd else "direct" if op.direct else "im2col")
+                for op in Model(loads(spec)).ops if isinstance(op, ConvOp)]
+
+    assert kinds("input: 1x32x32\nnet: conv k=6 f=5 -> pool 2 -> conv k=16 f=5 -> pool 2 -> conv k=120 f=5\n") == [
+        "direct", "direct", "im2col"]
+    assert kinds("input: 1x28x28\nnet: conv k=16 f=5 p=2 -> pool 2 -> conv k=32 f=5 p=2\n") == ["direct", "winograd"]
+    # 8 input channels: 200 input rows, too many for the direct loops, too few for Winograd; 10: Winograd
+    assert kinds("input: 8x14x14\nnet: conv k=10 f=5 p=2 -> conv k=8 f=5 p=2\n") == ["im2col", "winograd"]
+
+
 def test_which_convs_use_winograd():
     assert winograd.applies((3, 3), (1, 1), (1, 1), 1)
+    assert winograd.applies((5, 5), (1, 1), (1, 1), 1)
     assert not winograd.applies((3, 3), (2, 2), (1, 1), 1)
-    assert not winograd.applies((5, 5), (1, 1), (1, 1), 1)
+    assert not winograd.applies((5, 5), (2, 2), (1, 1), 1)
+    assert not winograd.applies((7, 7), (1, 1), (1, 1), 1)
+    assert not winograd.applies((3, 5), (1, 1), (1, 1), 1)
     assert not winograd.applies((3, 3), (1, 1), (2, 2), 1)
     assert not winograd.applies((3, 3), (1, 1), (1, 1), 4)
 

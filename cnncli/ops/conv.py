@@ -207,8 +207,7 @@ class ConvOp(Op):
         self.geometry = (*window.stride, self.pt, self.pl, *window.dilation)  # sh, sw, pt, pl, dil_h, dil_w
         self.rows = self.cin // self.groups * self.fh * self.fw
         self.pointwise = is_pointwise(window)
-        winograd = uses_winograd(window.kernel, window.stride, window.dilation, self.groups, self.cin)
-        self.winograd = Winograd(self) if winograd else None
+        self.winograd = Winograd(self) if uses_winograd(window, self.groups, self.cin) else None
         self.direct = Direct(self) if uses_direct(window, self.groups, self.cin, self.filters) else None
 
     def param_shapes(self):

@@ -1,19 +1,21 @@
-"""Winograd minimal filtering (Lavin & Gray, 2016) for 3x3, stride-1 convolutions: F(4x4, 3x3) and
-F(2x2, 3x3), whichever needs the smaller GEMMs for the layer's output size (tile_size).
+"""Winograd minimal filtering (Lavin & Gray, 2016) for 3x3 and 5x5, stride-1 convolutions: F(4x4, 3x3)
+and F(2x2, 3x3), whichever needs the smaller GEMMs for the layer's output size (tile_size), and
+F(2x2, 5x5).
 
-Each m x m tile of the output is computed from an (m + 2) x (m + 2) tile of the input: the input
-tiles are transformed (V = Bt d B), multiplied by the transformed filters (U = G g Gt) as (m + 2)^2
-GEMMs, one per tile point xi, of (filters x channels) @ (channels x tiles*batch), and transformed
-back (Y = At M A). F(2x2) does 16 multiplications per output pair of channels where direct
-convolution does 36 (2.25x fewer), F(4x4) 36 per 16 outputs (4x fewer). The batch is innermost
+Each m x m tile of the output is computed from an (m + r - 1) x (m + r - 1) tile of the input: the
+input tiles are transformed (V = Bt d B), multiplied by the transformed filters (U = G g Gt) as
+(m + r - 1)^2 GEMMs, one per tile point xi, of (filters x channels) @ (channels x tiles*batch), and
+transformed back (Y = At M A). F(2x2, 3x3) does 16 multiplications per 4 outputs where direct
+convolution does 36 (2.25x fewer), F(4x4, 3x3) 36 per 16 outputs (4x fewer), F(2x2, 5x5) 36 per 4
+outputs where direct does 100 (2.8x fewer). The batch is innermost
 (CHWN), so every transform runs on contiguous vectors of samples, and each GEMM folds all samples
 of a chunk of tiles.
 
 The backward pass has the same forms: the input gradient is this convolution of dy with the flipped,
 transposed filters; the weight gradient sums (A dY At) (x) V over the tiles as one GEMM per tile
 point and maps the sum back with Gt . G. F(2x2)'s transforms have coefficients 0, +-1 and 1/2 only;
-F(4x4)'s hold up to 8 and 1/24, so its float32 results are a few 1e-6 (relative) from the float64
-ones instead of about 1e-7 (tests/test_winograd.py bounds both at 1e-4 on realistic magnitudes).
+F(4x4, 3x3)'s and F(2x2, 5x5)'s hold up to 8 and 1/24, so their float32 results are a few 1e-6
+(relative) from the float64 ones instead of about 1e-7 (tests/test_winograd.py bounds both at 1e-4 on realistic magnitudes).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..spec.workspace import winograd_applies as applies  # noqa: F401 (the conv op and tests ask here)
-from ..spec.workspace import winograd_pays_off as pays_off  # noqa: F401
+from ..spec.workspace import winograd_applies as applies  # noqa: F401 (the tests ask here)
 from ..spec.workspace import winograd_plan, winograd_points, winograd_sums, winograd_tiles
 from ..spec.workspace import winograd_tile_size as tile_size
 from .jit import kernel
@@ -37,21 +38,21 @@ A = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]])  # At = A.T; ro
 
 
 def filter_map(g: np.ndarray) -> dict:
-    """kron(G, G) (a * a x 9) in each float dtype: it maps a flattened 3x3 filter to its flattened
-    a x a transform G g Gt, so that all filters transform in one GEMM."""
+    """kron(G, G) (a * a x r * r) in each float dtype: it maps a flattened r x r filter to its
+    flattened a x a transform G g Gt, so that all filters transform in one GEMM."""
     gg = np.kron(g, g)
     return {np.dtype(t): gg.astype(t) for t in (np.float32, np.float64)}
 
 
 def transform_filters(w: np.ndarray, out: np.ndarray, gg: dict) -> np.ndarray:
-    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, 3, 3); out (a * a, K, C); gg from filter_map."""
-    np.matmul(gg[w.dtype], w.reshape(-1, 9).T, out=out.reshape(len(out), -1))
+    """U[xi, k, c] = (G w[k, c] Gt)[xi] for w (K, C, r, r); out (a * a, K, C); gg from filter_map."""
+    np.matmul(gg[w.dtype], w.reshape(-1, w.shape[2] * w.shape[3]).T, out=out.reshape(len(out), -1))
     return out
 
 
 def filter_gradient(du: np.ndarray, out: np.ndarray, gg: dict) -> None:
     """The adjoint of transform_filters: out[k, c] = Gt dU[:, k, c] G, for du (a * a, K, C)."""
-    np.matmul(du.reshape(len(du), -1).T, gg[du.dtype], out=out.reshape(-1, 9))
+    np.matmul(du.reshape(len(du), -1).T, gg[du.dtype], out=out.reshape(-1, out.shape[2] * out.shape[3]))
 
 
 @kernel
@@ -199,9 +200,11 @@ def six_lanes(flat, start, plane, n):
 
 
 @kernel
-def input_transform_4(x, pt, pl, t0, t1, tiles_w, v):
-    """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 6x6 input tile d of tile t (rows 4 * (t //
-    tiles_w) - pt, columns 4 * (t % tiles_w) - pl of x, zero outside it), tiles t0..t1-1."""
+def six_point_input_transform(x, pt, pl, t0, t1, tiles_w, step, v):
+    """v[xi, c, (t - t0) * N + n] = (Bt d B)[xi] for the 6x6 input tile d of tile t (rows step * (t //
+    tiles_w) - pt, columns step * (t % tiles_w) - pl of x, zero outside it), tiles t0..t1-1. F(4x4, 3x3)
+    and F(2x2, 5x5) interpolate at the same six points, so they share this Bt; their tiles lie 4 and 2
+    apart (step)."""
     C, _, _, N = x.shape
     flat = v.reshape(-1)
     plane = v.shape[1] * v.shape[2]
@@ -210,7 +213,7 @@ def input_transform_4(x, pt, pl, t0, t1, tiles_w, v):
     two, four, five = x.dtype.type(2), x.dtype.type(4), x.dtype.type(5)
     for c in range(C):
         for t in range(t0, t1):
-            r, s = tile_corner(t, tiles_w, 4)
+            r, s = tile_corner(t, tiles_w, step)
             xp, r, s = tile_source(x, c, r - pt, s - pl, patch)
             for j in range(6):
                 for n in range(N):
@@ -238,6 +241,12 @@ def input_transform_4(x, pt, pl, t0, t1, tiles_w, v):
                     o3[n] = e + f
                     o4[n] = e - f
                     o5[n] = four * d1 - five * d3 + d5
+
+
+@kernel
+def input_transform_4(x, pt, pl, t0, t1, tiles_w, v):
+    """F(4x4, 3x3)'s input transform: 6x6 tiles 4 apart."""
+    six_point_input_transform(x, pt, pl, t0, t1, tiles_w, 4, v)
 
 
 @kernel
@@ -321,10 +330,98 @@ def gradient_transform_4(dy, t0, t1, tiles_w, m):
                     o5[n] = y3
 
 
+# -- F(2x2, 5x5): 6x6 input tiles, 36 GEMMs, 2.8x fewer multiplications than direct convolution. It
+# interpolates at F(4x4, 3x3)'s points (0, +-1, +-2 and infinity), so its Bt is the same; G and At:
+#   G[j] = (1, p, p^2, p^3, p^4) / prod(p - q for the other finite points q) at finite point p,
+#          (0, 0, 0, 0, 1) at infinity
+#   At = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]]
+
+G5 = np.array([
+    [1 / 4, 0.0, 0.0, 0.0, 0.0], [-1 / 6, -1 / 6, -1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3], [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3], [0.0, 0.0, 0.0, 0.0, 1.0],
+])
+
+
+@kernel
+def input_transform_2_5(x, pt, pl, t0, t1, tiles_w, v):
+    """F(2x2, 5x5)'s input transform: 6x6 tiles 2 apart."""
+    six_point_input_transform(x, pt, pl, t0, t1, tiles_w, 2, v)
+
+
+@kernel
+def output_transform_2_5(m, t0, t1, tiles_w, bias, use_bias, act, out):
+    """out[k, 2 * th + a, 2 * tw + b, n] = (At M A)[a, b] (+ bias[k]) for tiles t0..t1-1, m (36, K,
+    tiles * N), then ReLU (act 1) or ReLU6 (act 2); a cut tile's row and column past the output's
+    edge land on the edge, written before the kept value (so the kept one stays)."""
+    K, ho, wo, N = out.shape
+    low = out.dtype.type(0) if act != NO_ACT else out.dtype.type(-np.inf)
+    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    two = out.dtype.type(2)
+    mm = m.reshape(36, K, m.shape[2] // N, N)
+    flat = out.reshape(-1)
+    rows = np.empty((2, 6, N), out.dtype)  # At M, one column of M at a time
+    for k in range(K):
+        add = bias[k] if use_bias else out.dtype.type(0)
+        for t in range(t0, t1):
+            r, s = tile_corner(t, tiles_w, 2)
+            tt = t - t0
+            for j in range(6):
+                for n in range(N):
+                    m0, m1, m2 = mm[j, k, tt, n], mm[6 + j, k, tt, n], mm[12 + j, k, tt, n]
+                    m3, m4, m5 = mm[18 + j, k, tt, n], mm[24 + j, k, tt, n], mm[30 + j, k, tt, n]
+                    rows[0, j, n] = m0 + m1 + m2 + m3 + m4
+                    rows[1, j, n] = m1 - m2 + two * (m3 - m4) + m5
+            for q in range(1, -1, -1):
+                o = ((k * ho + min(r + q, ho - 1)) * wo + s) * N
+                y0 = lane(flat, o, N)
+                y1 = lane(flat, o + (min(s + 1, wo - 1) - s) * N, N)
+                row = rows[q]
+                for n in range(N):
+                    m0, m1, m2, m3, m4, m5 = row[0, n], row[1, n], row[2, n], row[3, n], row[4, n], row[5, n]
+                    y1[n] = min(max(m1 - m2 + two * (m3 - m4) + m5 + add, low), high)
+                    y0[n] = min(max(m0 + m1 + m2 + m3 + m4 + add, low), high)
+
+
+@kernel
+def gradient_transform_2_5(dy, t0, t1, tiles_w, m):
+    """The adjoint of output_transform_2_5: m[xi, k, (t - t0) * N + n] = (A dY At)[xi] for the 2x2
+    tile dY of dy (K, 2 * tiles_h, 2 * tiles_w, N; zero-padded where the output is odd)."""
+    K, _, _, N = dy.shape
+    flat = m.reshape(-1)
+    plane = m.shape[1] * m.shape[2]
+    cols = np.empty((6, 2, N), dy.dtype)  # A dY, one column of dY at a time
+    two = dy.dtype.type(2)
+    for k in range(K):
+        for t in range(t0, t1):
+            r, s = tile_corner(t, tiles_w, 2)
+            for j in range(2):
+                for n in range(N):
+                    y0, y1 = dy[k, r, s + j, n], dy[k, r + 1, s + j, n]
+                    cols[0, j, n] = y0
+                    cols[1, j, n] = y0 + y1
+                    cols[2, j, n] = y0 - y1
+                    cols[3, j, n] = y0 + two * y1
+                    cols[4, j, n] = y0 - two * y1
+                    cols[5, j, n] = y1
+            at = k * m.shape[2] + (t - t0) * N
+            for i in range(6):
+                col, o = cols[i], at + 6 * i * plane
+                o0, o1, o2, o3, o4, o5 = six_lanes(flat, o, plane, N)
+                for n in range(N):
+                    y0, y1 = col[0, n], col[1, n]
+                    o0[n] = y0
+                    o1[n] = y0 + y1
+                    o2[n] = y0 - y1
+                    o3[n] = y0 + two * y1
+                    o4[n] = y0 - two * y1
+                    o5[n] = y1
+
+
 class Tiling(NamedTuple):
-    """One Winograd algorithm F(m x m, 3x3): its filter transform and kernels."""
+    """One Winograd algorithm F(m x m, r x r): its filter transform and kernels."""
 
     size: int  # m, outputs per tile side
+    filter: int  # r, the filter's side
     filters: dict  # filter_map(G)
     input_transform: Callable
     output_transform: Callable
@@ -332,13 +429,14 @@ class Tiling(NamedTuple):
 
     @property
     def points(self) -> int:
-        """Values per transformed tile, (m + 2)^2: the number of GEMMs."""
-        return winograd_points(self.size)
+        """Values per transformed tile, (m + r - 1)^2: the number of GEMMs."""
+        return winograd_points(self.size, self.filter)
 
 
-TILINGS = {
-    2: Tiling(2, filter_map(G2), input_transform_2, output_transform_2, gradient_transform_2),
-    4: Tiling(4, filter_map(G4), input_transform_4, output_transform_4, gradient_transform_4),
+TILINGS = {  # keyed by (m, r)
+    (2, 3): Tiling(2, 3, filter_map(G2), input_transform_2, output_transform_2, gradient_transform_2),
+    (4, 3): Tiling(4, 3, filter_map(G4), input_transform_4, output_transform_4, gradient_transform_4),
+    (2, 5): Tiling(2, 5, filter_map(G5), input_transform_2_5, output_transform_2_5, gradient_transform_2_5),
 }
 
 
@@ -348,13 +446,13 @@ class Winograd:
 
     def __init__(self, op, size: int | None = None):
         self.op = op
-        self.tiling = TILINGS[size or tile_size(op.ho, op.wo)]
+        self.tiling = TILINGS[size or tile_size(op.ho, op.wo, op.fh), op.fh]
 
     def _tiles(self, rows: int, cols: int) -> tuple[int, int]:
         return winograd_tiles(rows, cols, self.tiling.size)
 
     def _plan(self, tiles: int, channels: int, batch: int) -> tuple[list, int]:
-        return winograd_plan(tiles, self.tiling.size, channels, batch, workers())
+        return winograd_plan(tiles, self.tiling.points, channels, batch, workers())
 
     def _buffers(self, worker: int, cin: int, kout: int, most: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """A worker's flat input-tile and product-tile buffers for a pass from cin to kout channels,
@@ -390,7 +488,7 @@ class Winograd:
         return plan, work
 
     def convolve(self, x, w, bias, pt, pl, out, act: int = NO_ACT) -> None:
-        """out (K, ho, wo, N) = the 3x3 correlation of x (C, H, W, N) with w (K, C, 3, 3), top and
+        """out (K, ho, wo, N) = the r x r correlation of x (C, H, W, N) with w (K, C, r, r), top and
         left padding pt, pl (zeros wherever a window leaves x), plus bias when given, then `act`."""
         run_claimed(*reversed(self._convolution(x, w, bias, pt, pl, out, act)))
 
@@ -403,10 +501,11 @@ class Winograd:
         weight_plan, weight_work, partial = self._weight_gradient(x, dy)
         passes = [(weight_plan, weight_work)]
         if dx is not None:
-            # dx = dy correlated with the filters flipped and transposed, padded by 2 - p on each side
-            flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], 3, 3))
+            # dx = dy correlated with the filters flipped and transposed, padded by r - 1 - p on each side
+            r = self.tiling.filter
+            flipped = self.op.temp("wino_flipped", (w.shape[1], w.shape[0], r, r))
             flipped[...] = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            passes.append(self._convolution(dy, flipped, None, 2 - self.op.pt, 2 - self.op.pl, dx, NO_ACT))
+            passes.append(self._convolution(dy, flipped, None, r - 1 - self.op.pt, r - 1 - self.op.pl, dx, NO_ACT))
 
         def work(worker, *claims):
             for (_, run), claimed in zip(passes, claims):

@@ -78,8 +78,8 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
     input_grad = ctx.backward and node.inputs[0] != INPUT
     if groups > 1:
         return m
-    if ws.uses_winograd(window.kernel, window.stride, window.dilation, groups, c):
-        return _winograd_conv(m, c, h, w, k, ho, wo, ctx, input_grad)
+    if ws.uses_winograd(window, groups, c):
+        return _winograd_conv(m, c, h, w, k, ho, wo, window.kernel[0], ctx, input_grad)
     if ws.uses_direct(window, groups, c, k):
         rows, cols, _, _ = ws.direct_padding(h, w, window)
         if (rows, cols) != (h, w):  # the zero-padded input, and in backward the padded input gradient
@@ -105,16 +105,16 @@ def _conv(node: Node, ctx: Context) -> LayerMemory:
     return m
 
 
-def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad: bool) -> LayerMemory:
-    """F(m x m, 3x3) (cnncli/ops/winograd.py): per pass the transformed filters and each worker's
+def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, r, ctx: Context, input_grad: bool) -> LayerMemory:
+    """F(m x m, r x r) (cnncli/ops/winograd.py): per pass the transformed filters and each worker's
     input and product tiles; the weight gradient adds a sum per group of runs of tiles (and dy cut to whole tiles)."""
     n = ctx.batch
-    size = ws.winograd_tile_size(ho, wo)
-    points = ws.winograd_points(size)
+    size = ws.winograd_tile_size(ho, wo, r)
+    points = ws.winograd_points(size, r)
 
     def convolve(cin, kout, rows, cols):  # a pass from cin channels into a kout x rows x cols output
         th, tw = ws.winograd_tiles(rows, cols, size)
-        chunk = ws.winograd_chunk(size, cin + kout, n)
+        chunk = ws.winograd_chunk(points, cin + kout, n)
         count, most = ws.split_extent(th * tw, chunk, ctx.workers)
         m.need("wino_u", points * kout * cin)
         for worker in range(count):
@@ -131,7 +131,7 @@ def _winograd_conv(m: LayerMemory, c, h, w, k, ho, wo, ctx: Context, input_grad:
         if sums < runs:  # a group of several runs: each thread's GEMM result before it is added
             m.need("wino_du_product", ctx.workers * points * k * c)
     if input_grad:
-        m.need("wino_flipped", k * c * 9)  # the filters flipped and transposed
+        m.need("wino_flipped", k * c * r * r)  # the filters flipped and transposed
         convolve(k, c, h, w)
     return m
 

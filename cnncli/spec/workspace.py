@@ -88,7 +88,7 @@ def uses_direct(window, groups: int, channels: int, filters: int) -> bool:
     filters, where a GEMM runs far below its speed (see cnncli/ops/direct.py)."""
     fh, fw = window.kernel
     return (tuple(window.stride) == (1, 1) and groups == 1 and not is_pointwise(window)
-            and not uses_winograd(window.kernel, window.stride, window.dilation, groups, channels)
+            and not uses_winograd(window, groups, channels)
             and channels * fh * fw <= DIRECT_MOST_ROWS and filters <= DIRECT_MOST_FILTERS)
 
 
@@ -103,33 +103,46 @@ def direct_grain(macs: int) -> int:
     return -(-DIRECT_SPLIT_MACS // max(macs, 1))
 
 
-# Winograd F(m x m, 3x3), m = 2 or 4: transformed-tile values per worker chunk (input and product
-# tiles together), 2 MiB of float32.
+# Winograd F(m x m, r x r): transformed-tile values per worker chunk (input and product tiles
+# together), 2 MiB of float32.
 WINOGRAD_CHUNK_VALUES = 1 << 19
 
+# Filter size r -> the tile sizes m that have Winograd forms here (cnncli/ops/winograd.py TILINGS).
+WINOGRAD_TILE_SIZES = {3: (2, 4), 5: (2,)}
 
-FEWEST_CHANNELS = 4  # below this many input channels a 3x3 conv stays on im2col
+# Filter size -> the fewest input channels for which Winograd's smaller GEMMs pay for its tile
+# transforms (below, a conv stays on im2col or the direct loops).
+FEWEST_CHANNELS = {3: 4, 5: 10}
 
 
 def winograd_applies(filter_size, stride, dilation, groups) -> bool:
-    """Whether a conv has Winograd forms here: 3x3, stride 1, no dilation, no groups."""
-    return tuple(filter_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+    """Whether a conv has Winograd forms here: 3x3 or 5x5, stride 1, no dilation, no groups."""
+    fh, fw = filter_size
+    return (fh == fw and fh in WINOGRAD_TILE_SIZES and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and groups == 1)
 
 
-def winograd_pays_off(channels: int) -> bool:
-    """Below 4 input channels (an RGB or grey image) the tile transforms cost more than the smaller
-    GEMMs save: im2col was 1.3x faster on 3 channels and 4.8x on 1 (forward, 32x32, batch 64)."""
-    return channels >= FEWEST_CHANNELS
+def winograd_pays_off(channels: int, out: tuple[int, int], r: int) -> bool:
+    """With few input channels the tile transforms cost more than the smaller GEMMs save. 3x3: im2col
+    was 1.3x faster on 3 channels and 4.8x on 1 (forward, 32x32, batch 64). 5x5 (14x14, batch 64,
+    2 threads, forward + backward): the direct loops 2x faster on 6 channels (LeNet-5's conv2),
+    im2col as fast on 8, Winograd 1.1-1.9x faster from 10 up. Nor where the tiles take more
+    multiplications than direct convolution: on outputs smaller than a tile (LeNet-5's 5x5 conv to
+    1x1: 36 against 25)."""
+    rows, cols = out
+    th, tw = winograd_tiles(rows, cols, m := winograd_tile_size(rows, cols, r))
+    return channels >= FEWEST_CHANNELS[r] and winograd_points(m, r) * th * tw < r * r * rows * cols
 
 
-def uses_winograd(filter_size, stride, dilation, groups, channels) -> bool:
+def uses_winograd(window, groups: int, channels: int) -> bool:
     """Whether the engine runs a conv with Winograd (cnncli/ops/winograd.py) rather than im2col."""
-    return winograd_applies(filter_size, stride, dilation, groups) and winograd_pays_off(channels)
+    return (winograd_applies(window.kernel, window.stride, window.dilation, groups)
+            and winograd_pays_off(channels, window.out, window.kernel[0]))
 
 
-def winograd_points(m: int) -> int:
-    """Values per transformed tile of F(m x m, 3x3), (m + 2)^2: the number of GEMMs."""
-    return (m + 2) ** 2
+def winograd_points(m: int, r: int) -> int:
+    """Values per transformed tile of F(m x m, r x r), (m + r - 1)^2: the number of GEMMs."""
+    return (m + r - 1) ** 2
 
 
 def winograd_tiles(rows: int, cols: int, m: int) -> tuple[int, int]:
@@ -137,20 +150,22 @@ def winograd_tiles(rows: int, cols: int, m: int) -> tuple[int, int]:
     return -(-rows // m), -(-cols // m)
 
 
-def winograd_tile_size(rows: int, cols: int) -> int:
-    """The tiling whose GEMMs are smallest for a rows x cols output: transformed values per tile
-    times tiles. F(4x4) wins from 3x3 maps up, except 6x6 and other sizes where 2x2 tiles fit
-    exactly and 4x4 ones waste a lot; F(2x2) on a tie, as its transforms are cheaper and exact in binary."""
-    def work(m: int) -> int:
+def winograd_tile_size(rows: int, cols: int, r: int) -> int:
+    """The tiling whose GEMMs are smallest for a rows x cols output of an r x r filter: transformed
+    values per tile times tiles. For 3x3, F(4x4) wins from 3x3 maps up, except 6x6 and other sizes
+    where 2x2 tiles fit exactly and 4x4 ones waste a lot; F(2x2) on a tie, as its transforms are
+    cheaper and exact in binary. 5x5 filters have F(2x2) only."""
+    def work(m: int) -> tuple[int, int]:
         th, tw = winograd_tiles(rows, cols, m)
-        return winograd_points(m) * th * tw
+        return winograd_points(m, r) * th * tw, m
 
-    return 4 if work(4) < work(2) else 2
+    return min(WINOGRAD_TILE_SIZES[r], key=work)
 
 
-def winograd_chunk(m: int, channels: int, batch: int) -> int:
-    """Tiles per Winograd chunk; `channels` are the input and output channels of the GEMMs together."""
-    return max(1, WINOGRAD_CHUNK_VALUES // max(winograd_points(m) * channels * batch, 1))
+def winograd_chunk(points: int, channels: int, batch: int) -> int:
+    """Tiles per Winograd chunk, for `points` values per transformed tile; `channels` are the input
+    and output channels of the GEMMs together."""
+    return max(1, WINOGRAD_CHUNK_VALUES // max(points * channels * batch, 1))
 
 
 # The Winograd weight gradient keeps a sum per group of tile runs, added in order at the end (the
@@ -166,7 +181,7 @@ def winograd_sums(runs: int, values: int, workers: int) -> int:
     return max(1, min(runs, max(workers, WINOGRAD_SUM_VALUES // max(values, 1))))
 
 
-def winograd_plan(tiles: int, m: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
+def winograd_plan(tiles: int, points: int, channels: int, batch: int, workers: int) -> tuple[list, int]:
     """Chunks of tiles for the workers: (the plan, tiles in its longest run)."""
-    chunk = winograd_chunk(m, channels, batch)
+    chunk = winograd_chunk(points, channels, batch)
     return split_work(tiles, chunk, workers), split_extent(tiles, chunk, workers)[1]
