@@ -7,15 +7,15 @@ input tiles are transformed (V = Bt d B), multiplied by the transformed filters 
 (m + r - 1)^2 GEMMs, one per tile point xi, of (filters x channels) @ (channels x tiles*batch), and
 transformed back (Y = At M A). F(2x2, 3x3) does 16 multiplications per 4 outputs where direct
 convolution does 36 (2.25x fewer), F(4x4, 3x3) 36 per 16 outputs (4x fewer), F(2x2, 5x5) 36 per 4
-outputs where direct does 100 (2.8x fewer). The batch is innermost
-(CHWN), so every transform runs on contiguous vectors of samples, and each GEMM folds all samples
-of a chunk of tiles.
+outputs where direct does 100 (2.8x fewer). The batch is innermost (CHWN), so every transform runs
+on contiguous vectors of samples, and each GEMM folds all samples of a chunk of tiles.
 
 The backward pass has the same forms: the input gradient is this convolution of dy with the flipped,
 transposed filters; the weight gradient sums (A dY At) (x) V over the tiles as one GEMM per tile
-point and maps the sum back with Gt . G. F(2x2)'s transforms have coefficients 0, +-1 and 1/2 only;
-F(4x4, 3x3)'s and F(2x2, 5x5)'s hold up to 8 and 1/24, so their float32 results are a few 1e-6
-(relative) from the float64 ones instead of about 1e-7 (tests/test_winograd.py bounds both at 1e-4 on realistic magnitudes).
+point and maps the sum back with Gt . G. F(2x2, 3x3)'s transforms have coefficients 0, +-1 and 1/2
+only; F(4x4, 3x3)'s and F(2x2, 5x5)'s hold up to 8 and 1/24, so their float32 results are a few 1e-6
+(relative) from the float64 ones instead of about 1e-7 (tests/test_winograd.py bounds all three at
+1e-4 on realistic magnitudes).
 """
 
 from __future__ import annotations
