@@ -160,41 +160,28 @@ def test_filter_transform_and_its_adjoint(key):
     np.testing.assert_array_equal(u, np.outer([0, 0.5, -0.5, 0], [0, 0.5, -0.5, 0]))
 
 
-def test_one_dimensional_f4_by_hand():
-    """F(4, 3) on one row: At ((G g) * (Bt d)) is the correlation of d with g. Bt and At as written
+@pytest.mark.parametrize("key,g,by_hand", [
+    ((4, 3), [0.5, -1.0, 2.0], [-3.5, 3.0, 5.0, -6.75]),  # 0.5 - 2 - 2; 1 + 1 + 1; -0.5 - 0.5 + 6; 0.25 - 3 - 4
+    ((2, 5), [0.5, -1.0, 2.0, 1.0, -0.5], [-4.5, 7.0]),   # 0.5 - 2 - 2 + 0.5 - 1.5; 1 + 1 + 1 + 3 + 1
+])
+def test_one_dimensional_by_hand(key, g, by_hand):
+    """F(m, r) on one row: At ((G g) * (Bt d)) is the correlation of d with g. Bt and At as written
     out in the kernels, run through them on a single 6x6 tile whose rows are all d."""
+    m, r = key
     d = np.array([1.0, 2.0, -1.0, 0.5, 3.0, -2.0])
-    g = np.array([0.5, -1.0, 2.0])
-    expected = np.array([np.dot(g, d[i : i + 3]) for i in range(4)])  # by hand: -3.5, 3, 5, -6.75
-    np.testing.assert_allclose(expected, [-3.5, 3.0, 5.0, -6.75])
+    expected = np.array([np.dot(g, d[i : i + r]) for i in range(m)])
+    np.testing.assert_allclose(expected, by_hand)
     # a 2-D filter that is g in its middle row and zero elsewhere, on an input whose rows are all d
     x = np.tile(d, (6, 1))[None, :, :, None]  # (C=1, 6, 6, N=1)
-    w = np.zeros((1, 1, 3, 3))
-    w[0, 0, 1] = g
+    w = np.zeros((1, 1, r, r))
+    w[0, 0, r // 2] = g
+    tiling = winograd.TILINGS[key]
     v = np.empty((36, 1, 1))
-    winograd.input_transform_4(x, 0, 0, 0, 1, 1, v)
-    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[4, 3].filters)
-    out = np.empty((1, 4, 4, 1))
-    winograd.output_transform_4(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
-    np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (4, 1)), atol=1e-12)
-
-
-def test_one_dimensional_f2_5x5_by_hand():
-    """F(2, 5) on one row, as test_one_dimensional_f4_by_hand: the kernels' Bt, G and At give the
-    correlation of d with a 5-tap g."""
-    d = np.array([1.0, 2.0, -1.0, 0.5, 3.0, -2.0])
-    g = np.array([0.5, -1.0, 2.0, 1.0, -0.5])
-    expected = np.array([np.dot(g, d[i : i + 5]) for i in range(2)])
-    np.testing.assert_allclose(expected, [-4.5, 7.0])  # by hand: 0.5 - 2 - 2 + 0.5 - 1.5; 1 + 1 + 1 + 3 + 1
-    x = np.tile(d, (6, 1))[None, :, :, None]  # (C=1, 6, 6, N=1), every row d
-    w = np.zeros((1, 1, 5, 5))
-    w[0, 0, 2] = g  # g in the middle row: each output is the correlation of one row of x with g
-    v = np.empty((36, 1, 1))
-    winograd.input_transform_2_5(x, 0, 0, 0, 1, 1, v)
-    u = winograd.transform_filters(w, np.empty((36, 1, 1)), winograd.TILINGS[2, 5].filters)
-    out = np.empty((1, 2, 2, 1))
-    winograd.output_transform_2_5(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
-    np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (2, 1)), atol=1e-12)
+    tiling.input_transform(x, 0, 0, 0, 1, 1, v)
+    u = winograd.transform_filters(w, np.empty((36, 1, 1)), tiling.filters)
+    out = np.empty((1, m, m, 1))
+    tiling.output_transform(u @ v, 0, 1, 1, np.zeros(1), False, 0, out)
+    np.testing.assert_allclose(out[0, :, :, 0], np.tile(expected, (m, 1)), atol=1e-12)
 
 
 def test_tiling_choice_keeps_the_gemms_smallest():
