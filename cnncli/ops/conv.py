@@ -1,6 +1,6 @@
-"""Convolution. 3x3 stride 1 on 4 or more channels: Winograd F(2x2, 3x3) or F(4x4, 3x3)
-(winograd.py). Other stride-1 convs with few input rows (channels x filter size) and filters: direct
-loops (direct.py). Other shapes with g=1: im2col + BLAS GEMM on chunks of output positions small enough to
+"""Convolution. 3x3 stride 1 on 4 or more channels: Winograd F(2x2, 3x3) or F(4x4, 3x3); 5x5 stride 1
+on 10 or more: F(2x2, 5x5) (winograd.py). Other stride-1 convs with few input rows (channels x filter
+size) and filters: direct loops (direct.py). Other shapes with g=1: im2col + BLAS GEMM on chunks of output positions small enough to
 stay in cache, the chunks shared among worker threads. For groups and depthwise: direct Numba kernels."""
 
 from __future__ import annotations

@@ -117,12 +117,20 @@ def input_transform_2(x, pt, pl, t0, t1, tiles_w, v):
 
 
 @kernel
+def act_range(out, act):
+    """The (low, high) an output transform clamps to, in out's float type: ReLU (act 1) keeps [0, inf),
+    ReLU6 (act 2) [0, 6], no activation everything."""
+    low = out.dtype.type(0) if act != NO_ACT else out.dtype.type(-np.inf)
+    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    return low, high
+
+
+@kernel
 def output_transform_2(m, t0, t1, tiles_w, bias, use_bias, act, out):
     """out[k, 2 * th + a, 2 * tw + b, n] = (At M A)[a, b] (+ bias[k]) for tiles t0..t1-1, m (16, K, tiles * N),
     then ReLU (act 1) or ReLU6 (act 2); a tile's rows and columns past the output's edge are dropped."""
     K, ho, wo, N = out.shape
-    low = out.dtype.type(0) if act != NO_ACT else out.dtype.type(-np.inf)
-    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    low, high = act_range(out, act)
     mm = m.reshape(16, K, m.shape[2] // N, N)
     for k in range(K):
         add = bias[k] if use_bias else out.dtype.type(0)
@@ -255,8 +263,7 @@ def output_transform_4(m, t0, t1, tiles_w, bias, use_bias, act, out):
     tiles * N), then ReLU (act 1) or ReLU6 (act 2); a cut tile's rows and columns past the output's
     edge land on the edge, written before the kept value (so the kept one stays)."""
     K, ho, wo, N = out.shape
-    low = out.dtype.type(0) if act != NO_ACT else out.dtype.type(-np.inf)
-    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    low, high = act_range(out, act)
     two, four, eight = out.dtype.type(2), out.dtype.type(4), out.dtype.type(8)
     mm = m.reshape(36, K, m.shape[2] // N, N)
     flat = out.reshape(-1)
@@ -354,8 +361,7 @@ def output_transform_2_5(m, t0, t1, tiles_w, bias, use_bias, act, out):
     tiles * N), then ReLU (act 1) or ReLU6 (act 2); a cut tile's row and column past the output's
     edge land on the edge, written before the kept value (so the kept one stays)."""
     K, ho, wo, N = out.shape
-    low = out.dtype.type(0) if act != NO_ACT else out.dtype.type(-np.inf)
-    high = out.dtype.type(6) if act == RELU6 else out.dtype.type(np.inf)
+    low, high = act_range(out, act)
     two = out.dtype.type(2)
     mm = m.reshape(36, K, m.shape[2] // N, N)
     flat = out.reshape(-1)
