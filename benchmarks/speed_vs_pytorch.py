@@ -39,10 +39,13 @@ from cnncli.spec import load, loads  # noqa: E402  (the spec side never imports 
 RUNS = [("fashion-tutorial", 64, None, None), ("fashion-tutorial", 256, None, None), ("lenet-5", 64, None, None),
         ("resnet-20-cifar", 64, None, None), ("mobilenet-v2", 32, "3x64x64", 10)]
 
-# --layers: ResNet-20's 3x3 convs one at a time (batch 64). The 1x1 conv before each makes both sides
-# compute the 3x3 conv's input gradient; gap -> fc 10 gives the loss. Both cost little beside the 3x3.
+# --layers: ResNet-20's 3x3 convs and the tutorial net's 5x5 conv (16 to 32 channels on 14x14) one at
+# a time (batch 64). The 1x1 conv before each makes both sides compute the conv's input gradient;
+# gap -> fc 10 gives the loss. Both cost little beside the conv timed.
 LAYERS = {f"conv3x3-{c}@{h}": f"input: {c}x{h}x{h}\nclasses: 10\nnet: conv k={c} f=1 bias=false -> "
           f"conv k={c} f=3 p=1 bias=false -> gap -> fc 10\n" for c, h in ((16, 32), (32, 16), (64, 8))}
+LAYERS["conv5x5-16:32@14"] = ("input: 16x14x14\nclasses: 10\nnet: conv k=16 f=1 bias=false -> "
+                              "conv k=32 f=5 p=2 -> gap -> fc 10\n")
 LAYER_RUNS = [(name, 64, None, None) for name in LAYERS]
 
 
@@ -142,7 +145,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--only", nargs="+", help="run only these networks")
-    parser.add_argument("--layers", action="store_true", help="time ResNet-20's 3x3 convs alone instead")
+    parser.add_argument("--layers", action="store_true", help="time single convs instead: ResNet-20's 3x3 ones, the tutorial net's 5x5")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: the worker's CPU seconds per step instead of elapsed time; steadier on a "
                              "busy shared machine, meaningful with --threads 1 only (idle threads spin)")
