@@ -155,6 +155,12 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.threads[0], time.process_time if args.clock == "cpu" else time.perf_counter)
         return
+    choices = [r[0] for r in (LAYER_RUNS if args.layers else RUNS)]
+    unknown = [name for name in args.only or [] if name not in choices]
+    if unknown:
+        print(f"error: --only {unknown[0]!r} is not one of the {'layers' if args.layers else 'networks'} measured "
+              f"here: {', '.join(dict.fromkeys(choices))}", file=sys.stderr)
+        sys.exit(2)
 
     import subprocess
 
