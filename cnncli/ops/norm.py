@@ -81,57 +81,94 @@ def bn_eval_forward(lo, hi, x, gamma, beta, mean, var, eps, act, y):
 
 
 @kernel
+def _dx_coefficients(sb, sx, M, mean, inv, gamma, train):
+    """Batch norm's input gradient is dx = a * g + b * x + k for the gradient g at its (activated)
+    output, from the sums sb of g and sx of g * x over the channel's M values: (a, b, k, the sum of
+    g * xhat, which is dgamma). Out of training mode (running statistics) dx = a * g."""
+    sg = (sx - mean * sb) * inv  # the sum of g * xhat
+    scale = gamma * inv
+    if not train:
+        return scale, 0.0, 0.0, sg
+    k = sg / M * inv  # dx = scale * (g - sb/M - xhat * sg/M)
+    return scale, -scale * k, scale * (mean * k - sb / M), sg
+
+
+@kernel
 def _input_grad(gc, xc, mean, inv, gamma, train, dxc):
-    """Batch norm's backward for one channel, from the gradient gc at its (activated) output:
-    writes dx, returns (dgamma, dbeta). With the sums of g and g*x, dx = a*g + b*x + k. gc may be
-    dxc itself (the gradient rewritten in place); that case has a loop of its own, because LLVM
-    vectorises a read and write of one array at one index, but not two arrays that may overlap."""
+    """dx of one channel from the gradient gc at its output, in place in gc (= dxc); returns
+    (dgamma, dbeta)."""
     M = xc.size
     sb = 0.0
     sx = 0.0
     for i in range(M):
         sb += gc[i]
         sx += gc[i] * xc[i]
-    sg = (sx - mean * sb) * inv  # the sum of g * xhat
-    scale = gamma * inv
-    a = xc.dtype.type(scale)
-    in_place = gc.ctypes.data == dxc.ctypes.data
-    if train:  # dx = scale * (g - sb/M - xhat * sg/M)
-        k = sg / M * inv
-        b = xc.dtype.type(-scale * k)
-        cc = xc.dtype.type(scale * (mean * k - sb / M))
-        if in_place:
-            for i in range(M):
-                dxc[i] = a * dxc[i] + b * xc[i] + cc
-        else:
-            for i in range(M):
-                dxc[i] = a * gc[i] + b * xc[i] + cc
-    elif in_place:
+    scale, slope, offset, sg = _dx_coefficients(sb, sx, M, mean, inv, gamma, train)
+    a, b, cc = xc.dtype.type(scale), xc.dtype.type(slope), xc.dtype.type(offset)
+    if train:
         for i in range(M):
-            dxc[i] = a * dxc[i]
+            dxc[i] = a * dxc[i] + b * xc[i] + cc
     else:
         for i in range(M):
-            dxc[i] = a * gc[i]
+            dxc[i] = a * dxc[i]
     return sg, sb
 
 
 @kernel
-def bn_backward(lo, hi, dy, x, y, gamma, mean, invstd, train, act, dx, dgamma, dbeta):
-    """With a fused activation, its mask applied to dy goes into dx first (no array of its own), and
-    batch norm's backward then rewrites dx in place."""
+def bn_backward(lo, hi, dy, x, gamma, beta, mean, invstd, train, act, dx, dgamma, dbeta):
+    """Batch norm's backward with its fused activation, two passes over each channel: the sums of g
+    and g * x, then dx. g is dy where the activation was in its linear range, judged from the
+    pre-activation x * s + t recomputed exactly as forward computed it; so neither y nor a masked
+    copy of dy is read or written (a third of the memory traffic of mask, sums, dx as three passes)."""
     M = dy.shape[1]
     z = dy.dtype.type(0)
-    six = dy.dtype.type(6)
+    high = dy.dtype.type(6) if act == RELU6 else dy.dtype.type(np.inf)
     for c in range(lo, hi):
-        dyc, xc, yc, dxc = dy[c], x[c], y[c], dx[c]
-        if act == RELU:
+        dyc, xc, dxc = dy[c], x[c], dx[c]
+        inv = invstd[c]
+        s = xc.dtype.type(gamma[c] * inv)  # forward's affine, as bn_train_forward / bn_eval_forward
+        t = xc.dtype.type(beta[c] - mean[c] * gamma[c] * inv)
+        sb = 0.0
+        sx = 0.0
+        if act == NO_ACT:
             for i in range(M):
-                dxc[i] = dyc[i] if yc[i] > z else z
-        elif act == RELU6:
+                sb += dyc[i]
+                sx += dyc[i] * xc[i]
+        elif act == RELU:  # a loop of its own: 15-25% faster than with a test against high = inf
             for i in range(M):
-                dxc[i] = dyc[i] if (yc[i] > z and yc[i] < six) else z
-        gc = dyc if act == NO_ACT else dxc
-        dgamma[c], dbeta[c] = _input_grad(gc, xc, mean[c], invstd[c], gamma[c], train, dxc)
+                pre = xc[i] * s + t
+                g = dyc[i] if pre > z else z
+                sb += g
+                sx += g * xc[i]
+        else:
+            for i in range(M):
+                pre = xc[i] * s + t
+                g = dyc[i] if (pre > z and pre < high) else z
+                sb += g
+                sx += g * xc[i]
+        scale, slope, offset, sg = _dx_coefficients(sb, sx, M, mean[c], inv, gamma[c], train)
+        a, b, cc = xc.dtype.type(scale), xc.dtype.type(slope), xc.dtype.type(offset)
+        if act == NO_ACT and train:
+            for i in range(M):
+                dxc[i] = a * dyc[i] + b * xc[i] + cc
+        elif act == NO_ACT:
+            for i in range(M):
+                dxc[i] = a * dyc[i]
+        elif not train:
+            for i in range(M):
+                pre = xc[i] * s + t
+                dxc[i] = a * dyc[i] if (pre > z and pre < high) else z
+        elif act == RELU:
+            for i in range(M):
+                pre = xc[i] * s + t
+                g = dyc[i] if pre > z else z
+                dxc[i] = a * g + b * xc[i] + cc
+        else:
+            for i in range(M):
+                pre = xc[i] * s + t
+                g = dyc[i] if (pre > z and pre < high) else z
+                dxc[i] = a * g + b * xc[i] + cc
+        dgamma[c], dbeta[c] = sg, sb
 
 
 class BatchNormOp(Op):
@@ -199,7 +236,7 @@ class BatchNormOp(Op):
     def forward(self, xs, train, rng):
         x = self.x = xs[0]
         x2 = x.reshape(self.channels, -1)
-        y = self.y = self.scratch("out", x.shape)
+        y = self.scratch("out", x.shape)
         gamma, beta = self._affine()
         self.mean = self.scratch("mean", (self.channels,), np.float64)
         self.invstd = self.scratch("invstd", (self.channels,), np.float64)
@@ -218,12 +255,12 @@ class BatchNormOp(Op):
         return y
 
     def backward(self, dy, need):
-        gamma, _ = self._affine()
+        gamma, beta = self._affine()
         flat = (self.channels, -1)
         dx = self.gradient(self.x.shape)
         dgamma, dbeta = self._grad_buffers()
-        parallel(bn_backward, self.channels, dy.reshape(flat), self.x.reshape(flat), self.y.reshape(flat),
-                 gamma, self.mean, self.invstd, self.train, self.act, dx.reshape(flat), dgamma, dbeta)
+        parallel(bn_backward, self.channels, dy.reshape(flat), self.x.reshape(flat), gamma, beta, self.mean,
+                 self.invstd, self.train, self.act, dx.reshape(flat), dgamma, dbeta)
         return [dx]
 
 
