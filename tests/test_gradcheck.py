@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cnncli.gradcheck import check
@@ -128,6 +129,34 @@ def test_fusion_changes_nothing_but_speed():
         np.testing.assert_allclose(fused.backward(dy, True), plain.backward(dy, True), rtol=1e-10, atol=1e-12)
         for name, g in fused.grads().items():
             np.testing.assert_allclose(g, plain.grad(name), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("act, high", [("relu", np.inf), ("relu6", 6.0)])
+def test_fused_batch_norm_backward_masks_where_forward_clamped_without_reading_its_output(act, high):
+    """A fused bn's backward judges its activation's mask from x with forward's own float32
+    arithmetic: its gradient equals the textbook one masked by the output forward wrote, even with
+    that output overwritten before the backward."""
+    from cnncli.model import Model
+    from cnncli.ops.norm import BatchNormOp
+
+    spec = loads(f"input: 3x6x6\nclasses: 2\nnet: conv k=4 f=3 p=1 -> bn -> {act} -> gap -> fc 2\n")
+    model = Model(spec, np.float32, seed=3)
+    x = np.random.default_rng(0).normal(0, 4, (3, 6, 6, 5)).astype(np.float32)
+    model.forward_internal(x, train=True)
+    bn = next(op for op in model.ops if isinstance(op, BatchNormOp))
+    y = model.output_of(bn.node.index)
+    live = (y > 0) & (y < high)
+    assert 0.2 < live.mean() < 0.8
+    y[...] = np.nan  # not read by the backward
+    dy = np.random.default_rng(1).normal(0, 1, y.shape).astype(np.float32)
+    (dx,) = bn.backward(dy, [True])
+    c = y.shape[0]
+    g = np.where(live, dy, 0).astype(np.float64).reshape(c, -1)
+    xc = bn.x.astype(np.float64).reshape(c, -1)
+    xhat = (xc - bn.mean[:, None]) * bn.invstd[:, None]
+    gamma = bn.params["weight"].astype(np.float64)[:, None]
+    want = gamma * bn.invstd[:, None] * (g - g.mean(1, keepdims=True) - xhat * (g * xhat).mean(1, keepdims=True))
+    np.testing.assert_allclose(dx.reshape(c, -1), want, rtol=1e-4, atol=1e-5)
 
 
 def test_a_wrong_backward_is_blamed_on_its_layer(monkeypatch):
