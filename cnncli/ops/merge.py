@@ -17,7 +17,9 @@ def add_act(lo, hi, a, b, act, out):
     """out = a + b over values lo..hi of flat arrays, then ReLU (act 1) or ReLU6 (act 2)."""
     a, b, out = a[lo:hi], b[lo:hi], out[lo:hi]
     if act == NO_ACT:  # a plain sum, so a NaN or an infinity passes on as it is
-        if out.ctypes.data == a.ctypes.data:  # in place: a loop of its own vectorises (see norm._input_grad)
+        # in place, a loop of its own: LLVM vectorises a read and write of one array at one index, but
+        # not of two arrays that may overlap
+        if out.ctypes.data == a.ctypes.data:
             for i in range(out.size):
                 out[i] += b[i]
         else:

@@ -94,23 +94,22 @@ def _dx_coefficients(sb, sx, M, mean, inv, gamma, train):
 
 
 @kernel
-def _input_grad(gc, xc, mean, inv, gamma, train, dxc):
-    """dx of one channel from the gradient gc at its output, in place in gc (= dxc); returns
-    (dgamma, dbeta)."""
+def _input_grad_in_place(g, xc, mean, inv, gamma, train):
+    """Rewrites g, the gradient at one channel's output, into dx; returns (dgamma, dbeta)."""
     M = xc.size
     sb = 0.0
     sx = 0.0
     for i in range(M):
-        sb += gc[i]
-        sx += gc[i] * xc[i]
+        sb += g[i]
+        sx += g[i] * xc[i]
     scale, slope, offset, sg = _dx_coefficients(sb, sx, M, mean, inv, gamma, train)
     a, b, cc = xc.dtype.type(scale), xc.dtype.type(slope), xc.dtype.type(offset)
     if train:
         for i in range(M):
-            dxc[i] = a * dxc[i] + b * xc[i] + cc
+            g[i] = a * g[i] + b * xc[i] + cc
     else:
         for i in range(M):
-            dxc[i] = a * dxc[i]
+            g[i] = a * g[i]
     return sg, sb
 
 
@@ -303,7 +302,7 @@ def bn_act_maxpool_backward(lo, hi, dp, x, arg, gamma, beta, mean, invstd, train
             t = xc[i] * a + b
             live = t > z if act == RELU else (t > z and t < six)
             gc[i] = gc[i] if live else z
-        dgamma[c], dbeta[c] = _input_grad(gc, xc, mean[c], inv, gamma[c], train, gc)
+        dgamma[c], dbeta[c] = _input_grad_in_place(gc, xc, mean[c], inv, gamma[c], train)
 
 
 class BatchNormActPoolOp(BatchNormOp):
